@@ -1,0 +1,112 @@
+"""Argument checks shared by every module.
+
+Each check raises a `ValueError` whose message names the argument, the value it
+received and what was expected, so that users see what to fix instead of a
+stack trace from deep inside TensorFlow.
+"""
+
+import numbers
+
+IGNORE_LABEL = 255
+"""Mask value that losses and metrics skip (the PASCAL VOC "void" label)."""
+
+
+def check_choice(name, value, choices):
+    """Raise unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {sorted(choices)}; received {name}={value!r}."
+        )
+    return value
+
+
+def check_int(name, value, minimum=None, maximum=None):
+    """Raise unless `value` is an integer within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer; received {name}={value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; received {name}={value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}; received {name}={value}.")
+    return int(value)
+
+
+def check_float(name, value, minimum=None, maximum=None, strict_minimum=False):
+    """Raise unless `value` is a real number in range (`strict_minimum`: > minimum)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a number; received {name}={value!r}.")
+    if minimum is not None:
+        if strict_minimum and value <= minimum:
+            raise ValueError(f"`{name}` must be > {minimum}; received {name}={value}.")
+        if not strict_minimum and value < minimum:
+            raise ValueError(f"`{name}` must be >= {minimum}; received {name}={value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}; received {name}={value}.")
+    return float(value)
+
+
+def check_num_classes(num_classes):
+    """Raise unless `num_classes` is an integer >= 2."""
+    return check_int("num_classes", num_classes, minimum=2)
+
+
+def check_image_shape(input_shape, multiple_of=1, min_size=1, name="input_shape"):
+    """Validate an `(height, width, 3)` input shape.
+
+    Args:
+        input_shape: tuple `(height, width, channels)`; height/width may be None
+            (any size) when `multiple_of` is 1.
+        multiple_of: int, the network stride both sizes must be divisible by.
+        min_size: int, smallest height/width the network accepts.
+        name: str, the argument name used in error messages.
+
+    Returns:
+        The shape as a tuple.
+    """
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(
+            f"`{name}` must be a tuple (height, width, 3); received {name}={input_shape!r}."
+        ) from None
+    if len(shape) != 3:
+        raise ValueError(
+            f"`{name}` must have 3 entries (height, width, channels); "
+            f"received {name}={input_shape!r}."
+        )
+    if shape[-1] != 3:
+        raise ValueError(
+            f"`{name}` must end with 3 channels (RGB); received {name}={input_shape!r}."
+        )
+    for size in shape[:2]:
+        if size is None:
+            continue
+        if size < min_size:
+            raise ValueError(
+                f"`{name}` height and width must be >= {min_size}; "
+                f"received {name}={input_shape!r}."
+            )
+        if size % multiple_of:
+            raise ValueError(
+                f"`{name}` height and width must be multiples of the network stride "
+                f"{multiple_of}; received {name}={input_shape!r} "
+                f"(nearest valid size: {max(multiple_of, round(size / multiple_of) * multiple_of)})."
+            )
+    return shape
+
+
+def check_image_batch(images, name="images"):
+    """Raise unless `images` (array-like) is a rank-4 batch with 3 channels."""
+    shape = tuple(getattr(images, "shape", ()))
+    if len(shape) != 4:
+        raise ValueError(
+            f"`{name}` must be a rank-4 batch [batch, height, width, 3]; "
+            f"received shape {shape}."
+        )
+    if shape[-1] != 3:
+        raise ValueError(
+            f"`{name}` must have 3 channels (RGB) in its last axis; received shape {shape}."
+        )
+    if shape[0] == 0:
+        raise ValueError(f"`{name}` is an empty batch (shape {shape}).")
+    return images
