@@ -1,0 +1,148 @@
+import time
+
+import h5py
+import numpy as np
+import pytest
+import keras
+from keras.src.legacy.saving import legacy_h5_format
+
+from kerasvision import backbones
+from kerasvision.backbones import (
+    BACKBONES,
+    STRIDES,
+    build_backbone,
+    load_classifier_weights,
+    resolve_weights,
+    set_trainable_blocks,
+)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_registered_layer_exists_with_its_stride(name):
+    spec = BACKBONES[name]
+    application = spec.constructor(include_top=False, weights=None, input_shape=(64, 64, 3))
+    layer_names = {layer.name for layer in application.layers}
+    for key, layer in spec.feature_layers.items():
+        assert layer in layer_names, f"{name}: {layer} missing"
+        assert application.get_layer(layer).output.shape[1] == 64 // STRIDES[key]
+    for block in spec.blocks:
+        assert any(n.startswith(block + "_") for n in layer_names), block
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_returns_pyramid_and_preprocesses_raw_rgb(name):
+    model = build_backbone(name, (64, 64, 3), weights=None)
+    features = model(np.zeros((2, 64, 64, 3), "float32"))
+    assert sorted(features) == ["P1", "P2", "P3", "P4", "P5"]
+    for key, value in features.items():
+        assert value.shape[:3] == (2, 64 // STRIDES[key], 64 // STRIDES[key])
+    assert model.get_layer("preprocessing").mode == "caffe"
+
+
+def _save_vgg_weights(path, include_top):
+    """Writes random VGG16 weights in Keras 3 format, or in the legacy `.h5`
+    layout of the published ImageNet files."""
+    kwargs = {} if include_top else {"input_shape": (32, 32, 3)}
+    source = keras.applications.VGG16(include_top=include_top, weights=None, **kwargs)
+    if path.endswith(".weights.h5"):
+        source.save_weights(path)
+    else:
+        with h5py.File(path, "w") as handle:
+            legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    return source
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".h5"])
+def test_weights_from_a_local_headless_file(tmp_path, suffix):
+    path = str(tmp_path / f"vgg16_notop{suffix}")
+    source = _save_vgg_weights(path, include_top=False)
+    model = build_backbone("vgg16", (32, 32, 3), weights=path)
+    features = model.get_layer("vgg16_features")
+    np.testing.assert_array_equal(
+        features.get_layer("block5_conv3").get_weights()[0],
+        source.get_layer("block5_conv3").get_weights()[0],
+    )
+    assert load_classifier_weights("vgg16", path) is None
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".h5"])
+def test_weights_and_classifier_from_a_full_classifier_file(tmp_path, suffix):
+    path = str(tmp_path / f"vgg16_full{suffix}")
+    source = _save_vgg_weights(path, include_top=True)
+    model = build_backbone("vgg16", (64, 64, 3), weights=path)
+    np.testing.assert_array_equal(
+        model.get_layer("vgg16_features").get_layer("block1_conv1").get_weights()[0],
+        source.get_layer("block1_conv1").get_weights()[0],
+    )
+    (fc1_kernel, fc1_bias), (fc2_kernel, _) = load_classifier_weights("vgg16", path)
+    assert fc1_kernel.shape == (25088, 4096) and fc2_kernel.shape == (4096, 4096)
+    np.testing.assert_array_equal(fc1_bias, source.get_layer("fc1").get_weights()[1])
+
+
+def test_missing_and_corrupt_weights_files_have_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        build_backbone("vgg16", (32, 32, 3), weights=str(tmp_path / "absent.h5"))
+    corrupt = tmp_path / "corrupt.weights.h5"
+    corrupt.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(ValueError, match="not an HDF5 weights file"):
+        build_backbone("vgg16", (32, 32, 3), weights=str(corrupt))
+    other = tmp_path / "resnet.weights.h5"
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(other)
+    with pytest.raises(ValueError, match="does not hold `vgg16` weights"):
+        build_backbone("vgg16", (32, 32, 3), weights=str(other))
+
+
+def _offline_get_file(*args, **kwargs):
+    raise Exception("URL fetch failure on https://example.invalid: no network")
+
+
+def test_imagenet_offline_fails_fast_naming_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.utils, "get_file", _offline_get_file)
+    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", _offline_get_file)
+    started = time.time()
+    with pytest.raises(RuntimeError) as error:
+        build_backbone("vgg16", (32, 32, 3), weights="imagenet")
+    assert time.time() - started < 10
+    message = str(error.value)
+    assert str(tmp_path / "models") in message and "weights=" in message
+
+
+def test_auto_falls_back_to_random_with_one_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", _offline_get_file)
+    with pytest.warns(UserWarning, match="random initialisation"):
+        assert resolve_weights("vgg16", "auto") is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"backbone": "vgg19"}, "backbone"),
+        ({"input_shape": (32, 32, 1)}, "3 channels"),
+        ({"input_shape": (16, 16, 3)}, ">= 32"),
+        ({"weights": 3}, "weights"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    arguments = {"backbone": "vgg16", "input_shape": (32, 32, 3), "weights": None, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        build_backbone(**arguments)
+
+
+def test_set_trainable_blocks_unfreezes_the_last_stages():
+    model = build_backbone("resnet50", (32, 32, 3), weights=None)
+    set_trainable_blocks(model, "resnet50", 1)
+    inner = model.get_layer("resnet50_features")
+    assert inner.get_layer("conv5_block3_2_conv").trainable
+    assert not inner.get_layer("conv4_block6_2_conv").trainable
+    assert not inner.get_layer("conv1_conv").trainable
+    set_trainable_blocks(model, "resnet50", 0)
+    assert not model.trainable_weights
+    with pytest.raises(ValueError, match="from 0 to 5"):
+        set_trainable_blocks(model, "resnet50", 6)
+
+
+def test_cache_dir_follows_keras_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert backbones.keras_cache_dir() == str(tmp_path / "models")
