@@ -1,0 +1,297 @@
+"""Training helpers shared by recipes: precision, callbacks, the two-phase transfer schedule.
+
+Transfer learning runs in two phases (Yosinski et al. 2014; the Keras transfer
+learning guide): first the new head is trained on a frozen backbone, then the
+last stages of the backbone are unfrozen and trained with it at a lower
+learning rate. `fit_two_phase` runs both, resumable after a crash.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import sys
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from kerasvision.backbones import get_backbone_spec, set_trainable_blocks
+from kerasvision.validation import IGNORE_LABEL, check_choice, check_int
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def native_bfloat16_device():
+    """Names the device that computes bfloat16 natively, or returns None.
+
+    GPUs of compute capability 8.0 and up (Ampere+), and CPUs with AVX512-BF16
+    or AMX instructions, run bfloat16 matrix products faster than float32;
+    elsewhere bfloat16 is emulated and slower.
+    """
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        if details.get("compute_capability", (0, 0)) >= (8, 0):
+            return f"GPU {details.get('device_name', gpu.name)}"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", handle.read()))
+    except OSError:
+        flags = set()
+    if flags:
+        return f"CPU with {'/'.join(sorted(flags))}"
+    return None
+
+
+def select_precision(precision="auto", verbose=True):
+    """Sets the global Keras dtype policy and returns its name.
+
+    Args:
+        precision: "auto" (mixed_bfloat16 where the hardware computes bfloat16
+            natively, float32 elsewhere), "float32", "mixed_bfloat16" or
+            "mixed_float16".
+        verbose: bool, print which policy was chosen and why.
+
+    Returns:
+        str, the policy set.
+    """
+    check_choice("precision", precision, PRECISIONS)
+    reason = "requested"
+    if precision == "auto":
+        device = native_bfloat16_device()
+        precision = "mixed_bfloat16" if device else "float32"
+        reason = f"auto: {device} computes bfloat16 natively" if device else (
+            "auto: no native bfloat16 on this hardware"
+        )
+    keras.mixed_precision.set_global_policy(precision)
+    if verbose:
+        print(f"precision: {precision} ({reason})")
+    return precision
+
+
+def resolve_jit_compile(value):
+    """Maps a `--jit-compile` flag ("auto", "true", "false" or a bool) to `compile`'s argument."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    return check_choice("jit_compile", value, ("auto", "true", "false")) == "true"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a tracked loss becomes NaN or infinite during training."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first non-finite value of any logged loss.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, which reads only `logs["loss"]`,
+    this checks every key that names a loss (`loss`, `d_loss`, `g_loss`,
+    `kl_loss`, ...), so trainers with several losses cannot train on NaN.
+    Raises `NonFiniteLossError` naming the epoch, step and loss; checkpoints
+    already written are left intact.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key, value in (logs or {}).items():
+            if "loss" not in key:
+                continue
+            value = float(np.asarray(value).mean())
+            if not math.isfinite(value):
+                self.model.stop_training = True
+                raise NonFiniteLossError(
+                    f"Training stopped: {key} became {value} at epoch {self._epoch + 1}, "
+                    f"step {batch + 1}. Lower the learning rate, check the data for NaN "
+                    "or infinite values, or use --precision mixed_float16 (its loss "
+                    "scaling skips non-finite steps)."
+                )
+
+
+def make_callbacks(run_dir, monitor, mode="max", phase="train"):
+    """The callbacks every recipe trains with.
+
+    Args:
+        run_dir: str, directory for checkpoints and logs.
+        monitor: str, metric that selects the best checkpoint (e.g. "val_mean_iou").
+        mode: "max" or "min" for `monitor`.
+        phase: str, names the backup directory so that each phase of a
+            multi-phase schedule resumes on its own.
+
+    Returns:
+        list of callbacks: `BackupAndRestore` (rerunning the same command
+        after a kill resumes from the last finished epoch), best checkpoint
+        `best.weights.h5`, `StopOnNonFiniteLoss`, and a CSV log `history.csv`.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, f"backup_{phase}")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, "best.weights.h5"),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        StopOnNonFiniteLoss(),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+    ]
+
+
+def fit_two_phase(
+    model,
+    backbone,
+    train_data,
+    validation_data,
+    compile_fn,
+    run_dir,
+    monitor,
+    mode="max",
+    frozen_epochs=1,
+    finetune_epochs=1,
+    frozen_learning_rate=1e-3,
+    finetune_learning_rate=1e-4,
+    finetune_blocks=None,
+    pretrained=True,
+    steps_per_epoch=None,
+    verbose=2,
+):
+    """Trains a head on a frozen backbone, then fine-tunes the backbone's last stages.
+
+    Each phase has its own `BackupAndRestore` directory and a marker written
+    when it ends, so rerunning after a kill skips finished phases and resumes
+    the interrupted one at its last finished epoch.
+
+    Args:
+        model: the `keras.Model` to train; its backbone is the sub-model named
+            "backbone" (as `build_fcn`, `build_unet` and
+            `build_transfer_classifier` name it).
+        backbone: str, the registered backbone name (its stages define blocks).
+        train_data, validation_data: `tf.data.Dataset`s of (inputs, targets).
+        compile_fn: callable(learning_rate) that compiles `model`.
+        run_dir: str, directory for checkpoints, logs and phase markers.
+        monitor, mode: best-checkpoint metric and direction.
+        frozen_epochs, finetune_epochs: ints >= 0.
+        frozen_learning_rate, finetune_learning_rate: floats.
+        finetune_blocks: int, stages unfrozen in phase 2 (default: all).
+        pretrained: bool; False (a randomly initialised backbone) replaces the
+            two phases by one of `frozen_epochs + finetune_epochs` epochs that
+            trains everything at `frozen_learning_rate`: a frozen random
+            backbone has nothing worth training a head on.
+        steps_per_epoch: int or None, batches per epoch.
+        verbose: `fit` verbosity.
+
+    Returns:
+        dict of metric name -> list of per-epoch values over both phases, read
+        back from `history.csv` so that it includes epochs from before a resume.
+    """
+    check_int("frozen_epochs", frozen_epochs, minimum=0)
+    check_int("finetune_epochs", finetune_epochs, minimum=0)
+    backbone_model = model.get_layer("backbone")
+    num_stages = len(get_backbone_spec(backbone).blocks)
+    if pretrained:
+        phases = [
+            ("frozen", frozen_epochs, frozen_learning_rate, 0),
+            ("finetune", finetune_epochs, finetune_learning_rate, finetune_blocks),
+        ]
+    else:
+        phases = [("scratch", frozen_epochs + finetune_epochs, frozen_learning_rate, num_stages)]
+    first_epoch = 0
+    for phase, epochs, learning_rate, blocks in phases:
+        if not epochs:
+            continue
+        if blocks is None:
+            blocks = num_stages
+        set_trainable_blocks(backbone_model, backbone, blocks)
+        done_marker = os.path.join(run_dir, f"{phase}_done.weights.h5")
+        if os.path.exists(done_marker):
+            model.load_weights(done_marker)
+        else:
+            compile_fn(learning_rate)
+            _build_optimizer(model)
+            model.fit(
+                train_data,
+                validation_data=validation_data,
+                initial_epoch=first_epoch,
+                epochs=first_epoch + epochs,
+                steps_per_epoch=steps_per_epoch,
+                shuffle=False,  # the tf.data pipeline shuffles
+                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase),
+                verbose=verbose,
+            )
+            _save_atomically(model, done_marker)
+        first_epoch += epochs
+    return read_history(os.path.join(run_dir, "history.csv"))
+
+
+def _build_optimizer(model):
+    """Builds optimizer variables now, so `BackupAndRestore` can restore them."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+def _save_atomically(model, path):
+    """Writes weights to a temporary file, then renames it: a kill never leaves half a file."""
+    temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(temporary)
+    os.replace(temporary, path)
+
+
+def read_history(csv_path):
+    """Reads a `CSVLogger` file into {metric: [values]}, keeping the last row of each epoch.
+
+    A resumed run may log an epoch twice (once before the kill, once after);
+    the later row wins.
+    """
+    if not os.path.exists(csv_path):
+        return {}
+    by_epoch = {}
+    with open(csv_path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch", "") in ("", "epoch"):
+                continue
+            by_epoch[int(row["epoch"])] = row
+    history = {}
+    for epoch in sorted(by_epoch):
+        for key, value in by_epoch[epoch].items():
+            if key != "epoch" and value not in (None, ""):
+                history.setdefault(key, []).append(float(value))
+    return history
+
+
+def segmentation_confusion_matrix(model, dataset, num_classes, ignore_label=IGNORE_LABEL):
+    """Confusion matrix of a segmentation model over a dataset.
+
+    Args:
+        model: maps images `[batch, H, W, 3]` to logits `[batch, H, W, C]`.
+        dataset: `tf.data.Dataset` of batched `(images, masks [batch, H, W])`.
+        num_classes: int.
+        ignore_label: label skipped in the count.
+
+    Returns:
+        numpy int64 `[num_classes, num_classes]`, rows true class, columns predicted.
+    """
+    from kerasvision.metrics import ConfusionMatrixMetric
+
+    metric = ConfusionMatrixMetric(num_classes, ignore_label=ignore_label)
+    predict = tf.function(lambda images: model(images, training=False))
+    for images, masks in dataset:
+        metric.update_state(masks, predict(images))
+    return np.rint(metric.confusion_matrix()).astype("int64")
+
+
+def write_json(path, payload):
+    """Writes `payload` as indented JSON (for run summaries)."""
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2, default=float)
+    return path
+
+
+def default_verbose():
+    """`fit` verbosity: the progress bar on a terminal, one line per epoch in logs (CI)."""
+    return 1 if sys.stdout.isatty() else 2

@@ -1,0 +1,80 @@
+"""FCN-8s/16s/32s semantic segmentation by transfer learning.
+
+Trains a fully convolutional network (Long, Shelhamer and Darrell 2015) on a
+VGG16 or ResNet50 backbone: first the new layers with the backbone frozen,
+then the whole network at a lower learning rate. With no arguments it trains
+FCN-8s/VGG16 on the embedded synthetic shapes dataset (no download needed).
+Without ImageNet weights (an offline machine) the backbone starts from random
+weights and the two phases become one.
+
+Run:
+    python recipes/fcn_transfer.py                      # embedded data, defaults below
+    python recipes/fcn_transfer.py --smoke --export-dir /tmp/fcn
+    python recipes/fcn_transfer.py --dataset oxford_iiit_pet --image-size 224 --weights imagenet
+
+Writes to --output-dir (runs/fcn_<backbone>_<variant>): best.weights.h5,
+history.csv, history.png, predictions.png, summary.json; and a SavedModel for
+TF Serving to <export-dir>/<next version>/. Rerunning the same command after
+a crash resumes from the last finished epoch.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from kerasvision.backbones import BACKBONES, resolve_weights  # noqa: E402
+from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
+from kerasvision.layers import UPSAMPLING_METHODS  # noqa: E402
+from kerasvision.models.fcn import FCN_VARIANTS, build_fcn  # noqa: E402
+from kerasvision.segmentation import (  # noqa: E402
+    add_segmentation_flags,
+    load_segmentation_data,
+    train_segmenter,
+)
+
+
+def parse_args(argv):
+    parser = recipe_parser(
+        __doc__,
+        image_size=96,  # 3x3 cells at stride 32: enough context for fc6's 7x7 kernel
+        batch_size=16,
+        learning_rate=3e-4,  # the new layers (or the whole net from random weights)
+    )
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="vgg16")
+    parser.add_argument("--variant", choices=FCN_VARIANTS, default="8s")
+    parser.add_argument("--weights", default="auto",
+                        help="auto, imagenet, none, or a .h5/.weights.h5 file")
+    parser.add_argument("--upsampling", choices=UPSAMPLING_METHODS, default="transpose")
+    parser.add_argument("--fc-units", type=int, default=4096, help="fc6/fc7 width (paper: 4096)")
+    parser.add_argument("--dropout", type=float, default=0.5, help="after fc6 and fc7")
+    add_segmentation_flags(
+        parser, frozen_epochs=2, finetune_epochs=6, finetune_learning_rate=1e-4
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    verbose = setup_run(args, f"fcn_{args.backbone}_{args.variant}")
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    weights = resolve_weights(args.backbone, weights)
+    train, validation, class_names = load_segmentation_data(args)
+    model = build_fcn(
+        len(class_names),
+        (args.image_size, args.image_size, 3),
+        backbone=args.backbone,
+        variant=args.variant,
+        weights=weights,
+        upsampling=args.upsampling,
+        fc_units=args.fc_units,
+        dropout=args.dropout,
+    )
+    print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
+    return train_segmenter(
+        model, args, train, validation, class_names, args.backbone, weights is not None, verbose
+    )
+
+
+if __name__ == "__main__":
+    run(main)
