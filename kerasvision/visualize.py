@@ -1,0 +1,335 @@
+"""Figures for segmentation results, training curves and generated samples.
+
+Every `plot_*` function writes a small PNG and returns its path. Figures are
+drawn with `matplotlib.figure.Figure` and the Agg canvas directly, never with
+`pyplot`: nothing opens a window, and no global backend state is changed for
+the caller (this works the same on headless CI and inside notebooks).
+
+Images follow the package contract: RGB in [0, 255] (uint8 or float). Masks
+are integer class ids `[H, W]` where `IGNORE_LABEL` (255) marks ignored pixels.
+"""
+
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from kerasvision.validation import IGNORE_LABEL, check_float, check_int
+
+_DPI = 80
+_TILE_INCHES = 1.4
+
+# Qualitative colours (Tableau 10 without its grey), bright enough to read on
+# dark backgrounds; more classes fall back to evenly spaced hues.
+_BASE_COLOURS = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207),
+)
+_BACKGROUND_COLOUR = (20, 20, 20)
+_IGNORE_COLOUR = (255, 255, 255)
+
+
+def class_palette(num_classes):
+    """Distinct RGB colours for class ids, background (class 0) dark.
+
+    Args:
+        num_classes: int >= 1.
+
+    Returns:
+        uint8 numpy array `[num_classes, 3]`.
+    """
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    colours = [_BACKGROUND_COLOUR]
+    for i in range(1, num_classes):
+        if i - 1 < len(_BASE_COLOURS):
+            colours.append(_BASE_COLOURS[i - 1])
+        else:
+            # Golden-ratio hue steps keep consecutive extra classes far apart.
+            hue = ((i - 1) * 0.618033988749895) % 1.0
+            colours.append(tuple(int(255 * c) for c in _hsv_to_rgb(hue, 0.75, 0.95)))
+    return np.asarray(colours, dtype=np.uint8)
+
+
+def _hsv_to_rgb(h, s, v):
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+
+
+def _to_numpy(x):
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+def _as_uint8_image(image, name="image"):
+    image = _to_numpy(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(
+            f"`{name}` must be an RGB image [height, width, 3] (or grayscale "
+            f"[height, width]); received shape {image.shape}."
+        )
+    return np.clip(np.rint(image.astype(np.float32)), 0, 255).astype(np.uint8)
+
+
+def _as_mask(mask, name="mask"):
+    mask = _to_numpy(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a class-id mask [height, width]; received shape {mask.shape}."
+        )
+    return mask.astype(np.int64)
+
+
+def overlay_mask(image, mask, alpha=0.5, num_classes=None):
+    """Blend class colours over an image.
+
+    Background (class 0) is left as in the image so the scene stays readable;
+    `IGNORE_LABEL` pixels are blended with white.
+
+    Args:
+        image: `[H, W, 3]` RGB in [0, 255] (uint8 or float), or `[H, W]` grayscale.
+        mask: int `[H, W]` (or `[H, W, 1]`) class ids.
+        alpha: float in [0, 1], weight of the class colour.
+        num_classes: int, size of the palette; default: largest id in `mask` + 1.
+
+    Returns:
+        uint8 numpy array `[H, W, 3]`.
+    """
+    alpha = check_float("alpha", alpha, minimum=0.0, maximum=1.0)
+    image = _as_uint8_image(image)
+    mask = _as_mask(mask)
+    if image.shape[:2] != mask.shape:
+        raise ValueError(
+            f"`mask` must have the image's height and width; received mask shape "
+            f"{mask.shape} for image shape {image.shape}."
+        )
+    if num_classes is None:
+        valid = mask[mask != IGNORE_LABEL]
+        num_classes = max(int(valid.max()) + 1 if valid.size else 1, 2)
+    palette = class_palette(num_classes).astype(np.float32)
+    colours = np.zeros(image.shape, dtype=np.float32)
+    known = (mask >= 0) & (mask < num_classes)
+    colours[known] = palette[mask[known]]
+    colours[mask == IGNORE_LABEL] = _IGNORE_COLOUR
+    blend = (mask != 0) & (known | (mask == IGNORE_LABEL))
+    out = image.astype(np.float32)
+    out[blend] = (1 - alpha) * out[blend] + alpha * colours[blend]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _save(fig, path):
+    """Write `fig` as PNG to `path` (parent dirs created) and return the path."""
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=_DPI, format="png")
+    return path
+
+
+def _check_batch(name, array, ndims):
+    array = _to_numpy(array)
+    if array.ndim not in ndims:
+        raise ValueError(
+            f"`{name}` must have rank {' or '.join(map(str, ndims))}; received shape "
+            f"{array.shape}."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty (shape {array.shape}).")
+    return array
+
+
+def plot_segmentation_examples(images, masks_true, masks_pred, class_names, path,
+                               alpha=0.5, max_examples=8, examples_per_row=1):
+    """Rows of image | ground-truth overlay | prediction overlay, with a legend.
+
+    Args:
+        images: `[N, H, W, 3]` RGB in [0, 255].
+        masks_true: int `[N, H, W]` class ids.
+        masks_pred: int `[N, H, W]` class ids, or `[N, H, W, C]` scores (argmax
+            taken), or None to draw only the image and ground truth.
+        class_names: sequence of `C` names, indexed by class id.
+        path: output PNG path.
+        alpha: float, overlay opacity (1.0 paints the mask colours opaquely).
+        max_examples: int, at most this many examples are drawn.
+        examples_per_row: int, examples drawn side by side in each row.
+
+    Returns:
+        `path`.
+
+    Example:
+        >>> plot_segmentation_examples(x, y, model.predict(x), SHAPES_CLASS_NAMES,
+        ...                            "runs/examples.png")
+    """
+    images = _check_batch("images", images, (4,))
+    masks_true = _check_batch("masks_true", masks_true, (3, 4))
+    class_names = list(class_names)
+    if len(class_names) < 1:
+        raise ValueError("`class_names` must name at least one class; received [].")
+    max_examples = check_int("max_examples", max_examples, minimum=1)
+    examples_per_row = check_int("examples_per_row", examples_per_row, minimum=1)
+    panels = [("image", None), ("ground truth", masks_true)]
+    if masks_pred is not None:
+        masks_pred = _check_batch("masks_pred", masks_pred, (3, 4))
+        if masks_pred.ndim == 4 and masks_pred.shape[-1] > 1:
+            masks_pred = np.argmax(masks_pred, axis=-1)
+        panels.append(("prediction", masks_pred))
+    for arg, masks in (("masks_true", masks_true), ("masks_pred", masks_pred)):
+        if masks is not None and masks.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"`{arg}` must have one mask per image ({images.shape[0]}); "
+                f"received shape {masks.shape}."
+            )
+    num_classes = max(len(class_names), 2)
+    count = min(images.shape[0], max_examples)
+    ncols = len(panels) * min(examples_per_row, count)
+    nrows = -(-count // examples_per_row)
+    # About 1.1 inch per legend entry at font size 7.
+    legend_cols = max(1, min(len(class_names), int(_TILE_INCHES * ncols / 1.1)))
+    legend_inches = 0.1 + 0.22 * -(-len(class_names) // legend_cols)
+    height = _TILE_INCHES * nrows + 0.25 + legend_inches
+    fig = Figure(figsize=(_TILE_INCHES * ncols, height))
+    for i in range(count):
+        for p, (title, masks) in enumerate(panels):
+            position = (i // examples_per_row) * ncols + (i % examples_per_row) * len(panels) + p
+            ax = fig.add_subplot(nrows, ncols, position + 1)
+            tile = images[i] if masks is None else overlay_mask(
+                images[i], masks[i], alpha=alpha, num_classes=num_classes)
+            ax.imshow(_as_uint8_image(tile, "images"), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i < examples_per_row:
+                ax.set_title(title, fontsize=8)
+    palette = class_palette(num_classes) / 255.0
+    handles = [Patch(color=palette[i], label=f"{i} {name}") for i, name in enumerate(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=legend_cols, fontsize=7, frameon=False)
+    fig.tight_layout(pad=0.3, rect=(0, legend_inches / height, 1, 1))
+    return _save(fig, path)
+
+
+def plot_history(history_dict, path):
+    """One subplot per metric with its training and `val_` curves.
+
+    Args:
+        history_dict: dict metric name -> list of per-epoch values (as in
+            `keras.callbacks.History.history`), or a `History` object.
+        path: output PNG path.
+
+    Returns:
+        `path`.
+    """
+    history = getattr(history_dict, "history", history_dict)
+    if not isinstance(history, dict) or not history:
+        raise ValueError(
+            "`history_dict` must be a non-empty dict of metric name -> list of values "
+            f"(e.g. `model.fit(...).history`); received {history_dict!r}."
+        )
+    names = [k for k in history if not k.startswith("val_")]
+    # A metric logged only for validation still gets its own panel.
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    cols = min(len(names), 3)
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.4 * rows))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            if key in history:
+                values = np.asarray(history[key], dtype=np.float64).reshape(-1)
+                ax.plot(np.arange(1, values.size + 1), values, marker=".", label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_image_grid(images, path, nrows=None, title=None, value_range=(0, 255)):
+    """Grid of images, e.g. samples from a generative model.
+
+    Args:
+        images: `[N, H, W, 3]`, `[N, H, W, 1]` or `[N, H, W]` array.
+        path: output PNG path.
+        nrows: int, grid rows; default: about square.
+        title: optional str drawn above the grid.
+        value_range: `(low, high)` of the input values, mapped to [0, 255]
+            (e.g. `(-1, 1)` for tanh generators).
+
+    Returns:
+        `path`.
+    """
+    images = _check_batch("images", images, (3, 4)).astype(np.float32)
+    low, high = value_range
+    if not high > low:
+        raise ValueError(f"`value_range` must be (low, high) with high > low; received {value_range!r}.")
+    images = (images - low) * (255.0 / (high - low))
+    n = images.shape[0]
+    if nrows is None:
+        nrows = int(np.ceil(np.sqrt(n)))
+    nrows = check_int("nrows", nrows, minimum=1)
+    ncols = -(-n // nrows)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(1.2 * ncols, 1.2 * nrows + (0.3 if title else 0.0)))
+    for i in range(n):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(_as_uint8_image(images[i], "images"), interpolation="nearest")
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, class_names, path, normalize=True):
+    """Confusion matrix heat map (rows: true class, columns: predicted).
+
+    Args:
+        cm: `[C, C]` counts.
+        class_names: sequence of `C` names.
+        path: output PNG path.
+        normalize: bool, colour by row-normalised rates (recall per class);
+            the cells are annotated with these rates, otherwise with counts.
+
+    Returns:
+        `path`.
+    """
+    cm = _to_numpy(cm).astype(np.float64)
+    class_names = list(class_names)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"`cm` must be a square matrix [C, C]; received shape {cm.shape}.")
+    if len(class_names) != cm.shape[0]:
+        raise ValueError(
+            f"`class_names` must have one name per row of `cm` ({cm.shape[0]}); "
+            f"received {len(class_names)} names."
+        )
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    size = 1.2 + 0.45 * len(class_names)
+    fig = Figure(figsize=(size + 0.8, size))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(ticks, class_names, fontsize=7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    if len(class_names) <= 12:
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                text = f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                        color="white" if values[i, j] > threshold else "black")
+    fig.tight_layout()
+    return _save(fig, path)
