@@ -52,7 +52,8 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
         "weights predicts background everywhere for epochs",
     )
     group.add_argument("--frozen-epochs", type=int, default=frozen_epochs,
-                       help="epochs with the backbone frozen (learning rate: --learning-rate)")
+                       help="with pretrained weights: epochs with the backbone frozen, at "
+                       "--learning-rate (from random weights, --epochs of full training instead)")
     group.add_argument("--finetune-epochs", type=int, default=finetune_epochs,
                        help="epochs with the backbone unfrozen")
     group.add_argument("--finetune-learning-rate", type=float, default=finetune_learning_rate,
@@ -137,7 +138,12 @@ def train_segmenter(model, args, train, validation, class_names, backbone, pretr
         compile_segmenter(model, num_classes, args.loss, learning_rate, args.jit_compile)
 
     steps = 2 if args.smoke else None
-    frozen, finetune = (1, 0) if args.smoke else (args.frozen_epochs, args.finetune_epochs)
+    if args.smoke:
+        frozen, finetune = 1, 0
+    elif pretrained:
+        frozen, finetune = args.frozen_epochs, args.finetune_epochs
+    else:  # from random weights there is nothing to freeze: --epochs of full training
+        frozen, finetune = args.epochs, 0
     history = fit_two_phase(
         model,
         backbone,

@@ -171,7 +171,8 @@ def fit_two_phase(
         model: the `keras.Model` to train; its backbone is the sub-model named
             "backbone" (as `build_fcn`, `build_unet` and
             `build_transfer_classifier` name it).
-        backbone: str, the registered backbone name (its stages define blocks).
+        backbone: str, the registered backbone name (its stages define blocks),
+            or None for a model without one (a single phase then).
         train_data, validation_data: `tf.data.Dataset`s of (inputs, targets).
         compile_fn: callable(learning_rate) that compiles `model`.
         run_dir: str, directory for checkpoints, logs and phase markers.
@@ -192,22 +193,24 @@ def fit_two_phase(
     """
     check_int("frozen_epochs", frozen_epochs, minimum=0)
     check_int("finetune_epochs", finetune_epochs, minimum=0)
-    backbone_model = model.get_layer("backbone")
-    num_stages = len(get_backbone_spec(backbone).blocks)
+    if backbone is None:  # no pretrained part: one phase trains everything
+        pretrained = False
+    else:
+        backbone_model = model.get_layer("backbone")
+        num_stages = len(get_backbone_spec(backbone).blocks)
     if pretrained:
         phases = [
             ("frozen", frozen_epochs, frozen_learning_rate, 0),
             ("finetune", finetune_epochs, finetune_learning_rate, finetune_blocks),
         ]
     else:
-        phases = [("scratch", frozen_epochs + finetune_epochs, frozen_learning_rate, num_stages)]
+        phases = [("scratch", frozen_epochs + finetune_epochs, frozen_learning_rate, None)]
     first_epoch = 0
     for phase, epochs, learning_rate, blocks in phases:
         if not epochs:
             continue
-        if blocks is None:
-            blocks = num_stages
-        set_trainable_blocks(backbone_model, backbone, blocks)
+        if backbone is not None:
+            set_trainable_blocks(backbone_model, backbone, num_stages if blocks is None else blocks)
         done_marker = os.path.join(run_dir, f"{phase}_done.weights.h5")
         if os.path.exists(done_marker):
             model.load_weights(done_marker)

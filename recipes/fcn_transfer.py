@@ -46,7 +46,11 @@ def parse_args(argv):
     parser.add_argument("--weights", default="auto",
                         help="auto, imagenet, none, or a .h5/.weights.h5 file")
     parser.add_argument("--upsampling", choices=UPSAMPLING_METHODS, default="transpose")
-    parser.add_argument("--fc-units", type=int, default=4096, help="fc6/fc7 width (paper: 4096)")
+    parser.add_argument(
+        "--fc-units", type=int, default=None,
+        help="fc6/fc7 width (default: 4096, the paper's, with pretrained weights so that "
+        "fc1/fc2 carry over; 1024 from random weights: a quarter of the compute, learns as well)",
+    )
     parser.add_argument("--dropout", type=float, default=0.5, help="after fc6 and fc7")
     add_segmentation_flags(
         parser, frozen_epochs=2, finetune_epochs=6, finetune_learning_rate=1e-4
@@ -67,7 +71,7 @@ def main(argv=None):
         variant=args.variant,
         weights=weights,
         upsampling=args.upsampling,
-        fc_units=args.fc_units,
+        fc_units=args.fc_units or (4096 if weights is not None else 1024),
         dropout=args.dropout,
     )
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
