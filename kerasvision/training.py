@@ -262,7 +262,7 @@ def read_history(csv_path):
     history = {}
     for epoch in sorted(by_epoch):
         for key, value in by_epoch[epoch].items():
-            if key != "epoch" and value not in (None, ""):
+            if key != "epoch" and value not in (None, "", "NA"):  # CSVLogger writes NA for gaps
                 history.setdefault(key, []).append(float(value))
     return history
 

@@ -1,0 +1,120 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from kerasvision.models.fcn import build_fcn
+from kerasvision.segmentation import compile_segmenter
+from kerasvision.training import (
+    NonFiniteLossError,
+    StopOnNonFiniteLoss,
+    fit_two_phase,
+    read_history,
+    resolve_jit_compile,
+    select_precision,
+)
+
+
+def _tiny_data(count=4, size=32):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (count, size, size, 3)).astype("float32")
+    masks = (images[..., 0] > 128).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+
+
+def _weights_of(layer):
+    return [w.numpy().copy() for w in layer.weights]
+
+
+def _changed(before, after):
+    return any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_two_phase_freezes_then_finetunes_and_skips_finished_phases(tmp_path):
+    model = build_fcn(2, (32, 32, 3), weights=None, fc_units=4, variant="32s")
+    data = _tiny_data()
+    compiled = []
+
+    def compile_fn(learning_rate):
+        compiled.append(learning_rate)
+        compile_segmenter(model, 2, "ce", learning_rate)
+
+    backbone = model.get_layer("backbone")
+    head = model.get_layer("score_fr")
+    backbone_start, head_start = _weights_of(backbone), _weights_of(head)
+    arguments = dict(
+        model=model, backbone="vgg16", train_data=data, validation_data=data,
+        compile_fn=compile_fn, run_dir=str(tmp_path), monitor="val_mean_iou",
+        frozen_epochs=1, finetune_epochs=0, frozen_learning_rate=1e-3,
+        finetune_learning_rate=1e-4, verbose=0,
+    )
+    fit_two_phase(**arguments)
+    assert not _changed(backbone_start, _weights_of(backbone)), "frozen phase moved the backbone"
+    assert _changed(head_start, _weights_of(head))
+    after_frozen = _weights_of(backbone)
+
+    arguments["finetune_epochs"] = 1
+    history = fit_two_phase(**arguments)
+    assert compiled == [1e-3, 1e-4], "the finished frozen phase must be skipped on rerun"
+    assert _changed(after_frozen, _weights_of(backbone))
+    assert os.path.exists(tmp_path / "frozen_done.weights.h5")
+    assert os.path.exists(tmp_path / "finetune_done.weights.h5")
+    assert len(history["loss"]) == 2 and "val_mean_iou" in history
+
+
+def test_finetune_blocks_limits_what_trains(tmp_path):
+    model = build_fcn(2, (32, 32, 3), weights=None, fc_units=4, variant="32s")
+    features = model.get_layer("backbone").get_layer("vgg16_features")
+    first, last = features.get_layer("block1_conv1"), features.get_layer("block5_conv3")
+    first_start, last_start = _weights_of(first), _weights_of(last)
+    fit_two_phase(
+        model, "vgg16", _tiny_data(), None,
+        lambda lr: compile_segmenter(model, 2, "ce", lr), str(tmp_path), "loss", "min",
+        frozen_epochs=0, finetune_epochs=1, finetune_blocks=1, verbose=0,
+    )
+    assert not _changed(first_start, _weights_of(first))
+    assert _changed(last_start, _weights_of(last))
+
+
+def test_non_finite_loss_stops_with_epoch_step_and_key():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    x = np.ones((8, 3), "float32")
+    x[5] = np.nan
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 3"):
+        model.fit(x, np.ones((8, 1)), batch_size=2, shuffle=False, callbacks=[StopOnNonFiniteLoss()], verbose=0)
+
+
+def test_non_finite_guard_reads_every_loss_key():
+    guard = StopOnNonFiniteLoss()
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.on_train_batch_end(0, {"loss": 1.0, "d_loss": 0.5, "accuracy": float("nan")})
+    with pytest.raises(NonFiniteLossError, match="g_loss"):
+        guard.on_train_batch_end(1, {"loss": 1.0, "g_loss": float("inf")})
+
+
+def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,3.0\n1,2.0\n1,1.5\n2,1.0\n")
+    assert read_history(str(path)) == {"loss": [3.0, 1.5, 1.0]}
+    assert read_history(str(tmp_path / "absent.csv")) == {}
+
+
+def test_precision_policies():
+    # This CPU has no native bfloat16: auto keeps float32.
+    expected = "mixed_bfloat16" if __import__("kerasvision.training").training.native_bfloat16_device() else "float32"
+    assert select_precision("auto", verbose=False) == expected
+    assert select_precision("mixed_bfloat16", verbose=False) == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="precision"):
+        select_precision("float16")
+
+
+def test_jit_compile_flag():
+    assert resolve_jit_compile("true") is True and resolve_jit_compile("false") is False
+    assert resolve_jit_compile("auto") == "auto"
+    with pytest.raises(ValueError, match="jit_compile"):
+        resolve_jit_compile("yes")
