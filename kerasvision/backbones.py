@@ -201,9 +201,26 @@ def _build_application(backbone, input_shape, weights):
         # Weights do not depend on the input size, so load at the requested size.
         return _load_imagenet(backbone, False, input_shape)
     model = spec.constructor(include_top=False, weights=None, input_shape=input_shape)
-    if weights is not None:
+    if weights is None:
+        _he_initialise_convolutions(model)
+    else:
         _load_weights_file(model, backbone, weights)
     return model
+
+
+def _he_initialise_convolutions(model):
+    """Re-draws every convolution kernel from He et al.'s ReLU initialisation.
+
+    keras.applications draws kernels from Glorot-uniform, whose variance
+    1 / (9 * channels) halves the signal at each ReLU layer; through VGG16's 13
+    plain convolutions that leaves a from-scratch net barely trainable (it
+    predicted background only for a whole epoch here). He-normal, 2 / fan_in,
+    keeps the signal's scale through depth (He et al. 2015, section 2.2).
+    """
+    initializer = keras.initializers.HeNormal()
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            layer.kernel.assign(initializer(layer.kernel.shape))
 
 
 def resolve_weights(backbone, weights):

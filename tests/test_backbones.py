@@ -146,3 +146,11 @@ def test_set_trainable_blocks_unfreezes_the_last_stages():
 def test_cache_dir_follows_keras_home(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert backbones.keras_cache_dir() == str(tmp_path / "models")
+
+
+def test_random_backbones_use_he_initialisation():
+    features = build_backbone("vgg16", (32, 32, 3), weights=None).get_layer("vgg16_features")
+    kernel = features.get_layer("block4_conv2").get_weights()[0]
+    fan_in = 3 * 3 * 512
+    # He-normal: std sqrt(2 / fan_in). Glorot would give sqrt(1 / fan_in), a ratio of 0.71.
+    assert abs(kernel.std() / np.sqrt(2.0 / fan_in) - 1.0) < 0.05

@@ -91,9 +91,14 @@ def build_fcn(
 
     x = features["P5"]
     if spec.classifier_layers:
-        x = layers.Conv2D(fc_units, _FC6_KERNEL, padding="same", activation="relu", name="fc6")(x)
+        x = layers.Conv2D(
+            fc_units, _FC6_KERNEL, padding="same", activation="relu",
+            kernel_initializer="he_normal", name="fc6",
+        )(x)
         x = layers.Dropout(dropout, name="fc6_dropout")(x)
-        x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7")(x)
+        x = layers.Conv2D(
+            fc_units, 1, activation="relu", kernel_initializer="he_normal", name="fc7"
+        )(x)
         x = layers.Dropout(dropout, name="fc7_dropout")(x)
     scores = layers.Conv2D(num_classes, 1, name="score_fr")(x)
 
