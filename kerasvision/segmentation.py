@@ -60,6 +60,9 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
                        help="learning rate while fine-tuning (lower: keeps pretrained features)")
     group.add_argument("--finetune-blocks", type=int, default=None,
                        help="backbone stages unfrozen for fine-tuning (default: all)")
+    group.add_argument("--max-train-minutes", type=float, default=None,
+                       help="wall-clock budget for training; stops after the step that "
+                       "exceeds it (default: none)")
     group.add_argument("--augment", choices=("true", "false"), default="true",
                        help="random flips and small zooms of image and mask together")
     return parser
@@ -160,6 +163,7 @@ def train_segmenter(model, args, train, validation, class_names, backbone, pretr
         finetune_blocks=args.finetune_blocks,
         pretrained=pretrained,
         steps_per_epoch=steps,
+        max_minutes=args.max_train_minutes,
         verbose=verbose,
     )
     train_seconds = time.time() - started

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -113,7 +114,28 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
 
-def make_callbacks(run_dir, monitor, mode="max", phase="train"):
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once a wall-clock deadline has passed.
+
+    Checked after every batch, so a run ends within one step of its budget;
+    the interrupted epoch still validates, checkpoints and logs.
+
+    Args:
+        deadline: float, `time.time()` value after which training stops (None: never).
+    """
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+        self.expired = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.expired = True
+            self.model.stop_training = True
+
+
+def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
     """The callbacks every recipe trains with.
 
     Args:
@@ -122,11 +144,13 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train"):
         mode: "max" or "min" for `monitor`.
         phase: str, names the backup directory so that each phase of a
             multi-phase schedule resumes on its own.
+        deadline: float or None, `time.time()` at which training stops (`TimeBudget`).
 
     Returns:
         list of callbacks: `BackupAndRestore` (rerunning the same command
         after a kill resumes from the last finished epoch), best checkpoint
-        `best.weights.h5`, `StopOnNonFiniteLoss`, and a CSV log `history.csv`.
+        `best.weights.h5`, `StopOnNonFiniteLoss`, a CSV log `history.csv` and
+        `TimeBudget` (last, so the epoch it cuts short is still saved).
     """
     os.makedirs(run_dir, exist_ok=True)
     return [
@@ -140,6 +164,7 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train"):
         ),
         StopOnNonFiniteLoss(),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        TimeBudget(deadline),
     ]
 
 
@@ -159,6 +184,7 @@ def fit_two_phase(
     finetune_blocks=None,
     pretrained=True,
     steps_per_epoch=None,
+    max_minutes=None,
     verbose=2,
 ):
     """Trains a head on a frozen backbone, then fine-tunes the backbone's last stages.
@@ -185,6 +211,8 @@ def fit_two_phase(
             trains everything at `frozen_learning_rate`: a frozen random
             backbone has nothing worth training a head on.
         steps_per_epoch: int or None, batches per epoch.
+        max_minutes: float or None, wall-clock budget for all phases; training
+            stops (after validating the cut epoch) when it runs out.
         verbose: `fit` verbosity.
 
     Returns:
@@ -205,6 +233,7 @@ def fit_two_phase(
         ]
     else:
         phases = [("scratch", frozen_epochs + finetune_epochs, frozen_learning_rate, None)]
+    deadline = time.time() + 60 * max_minutes if max_minutes else None
     first_epoch = 0
     for phase, epochs, learning_rate, blocks in phases:
         if not epochs:
@@ -224,10 +253,13 @@ def fit_two_phase(
                 epochs=first_epoch + epochs,
                 steps_per_epoch=steps_per_epoch,
                 shuffle=False,  # the tf.data pipeline shuffles
-                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase),
+                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase, deadline=deadline),
                 verbose=verbose,
             )
             _save_atomically(model, done_marker)
+            if deadline is not None and time.time() >= deadline:
+                print(f"time budget of {max_minutes} min used up after phase '{phase}'")
+                break
         first_epoch += epochs
     return read_history(os.path.join(run_dir, "history.csv"))
 

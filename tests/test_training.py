@@ -118,3 +118,16 @@ def test_jit_compile_flag():
     assert resolve_jit_compile("auto") == "auto"
     with pytest.raises(ValueError, match="jit_compile"):
         resolve_jit_compile("yes")
+
+
+def test_time_budget_stops_after_the_step_that_exceeds_it():
+    from kerasvision.training import TimeBudget
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    budget = TimeBudget(deadline=0.0)  # already past
+    history = model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=2, epochs=5,
+                        callbacks=[budget], verbose=0)
+    assert budget.expired and len(history.history["loss"]) == 1
+    assert model.optimizer.iterations.numpy() == 1
