@@ -61,8 +61,8 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
     group.add_argument("--finetune-blocks", type=int, default=None,
                        help="backbone stages unfrozen for fine-tuning (default: all)")
     group.add_argument("--max-train-minutes", type=float, default=None,
-                       help="wall-clock budget for training; stops after the step that "
-                       "exceeds it (default: none)")
+                       help="wall-clock budget for training, in minutes; stops after the "
+                       "step that exceeds it (0: no limit)")
     group.add_argument("--augment", choices=("true", "false"), default="true",
                        help="random flips and small zooms of image and mask together")
     return parser

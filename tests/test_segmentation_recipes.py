@@ -25,8 +25,8 @@ def test_fcn_transfer_smoke_writes_report_plots_and_export(tmp_path):
     assert os.path.exists(os.path.join(export_dir, "1", "saved_model.pb"))
     loaded = tf.saved_model.load(os.path.join(export_dir, "1"))
     assert {"serving_default", "serving_bytes"} <= set(loaded.signatures)
-    out = loaded.signatures["serving_default"](images=tf.zeros((2, 96, 96, 3), tf.uint8))
-    assert out["class_ids"].shape == (2, 96, 96) and out["probabilities"].shape == (2, 96, 96, 5)
+    out = loaded.signatures["serving_default"](images=tf.zeros((2, 64, 64, 3), tf.uint8))
+    assert out["class_ids"].shape == (2, 64, 64) and out["probabilities"].shape == (2, 64, 64, 5)
     with open(os.path.join(output_dir, "summary.json")) as handle:
         saved = json.load(handle)
     assert 0.0 <= saved["mean_iou"] <= 1.0 and set(saved["per_class_iou"]) == {
