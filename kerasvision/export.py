@@ -198,3 +198,37 @@ def load_export(path):
             f"{sorted(loaded.signatures)}."
         )
     return loaded
+
+
+def export_autoencoder(model, export_dir, version=None):
+    """Exports an image-to-image network on the [-1, 1] scale (an autoencoder) for TF Serving.
+
+    Args:
+        model: `keras.Model` mapping images `[batch, H, W, 3]` in [-1, 1]
+            (fixed H, W) to images of the same shape in [-1, 1] (tanh), e.g.
+            encoder and decoder chained.
+        export_dir: str, the model base path.
+        version: int, version to write (default: next free number).
+
+    Returns:
+        str, the directory written. `serving_default` takes `images`, uint8
+        `[batch, height, width, 3]` of any size (resized to the model's
+        size), and returns `reconstructions`, uint8 at the input's size.
+    """
+    size = _model_image_size(model)
+
+    def serve_images(images):
+        input_size = tf.shape(images)[1:3]
+        scaled = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        outputs = tf.cast(model(scaled / 127.5 - 1.0, training=False), tf.float32)
+        outputs = tf.image.resize((outputs + 1.0) * 127.5, input_size, method="bilinear")
+        return {"reconstructions": tf.cast(tf.clip_by_value(tf.round(outputs), 0.0, 255.0), tf.uint8)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        serve_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    return _write(archive, export_dir, version)

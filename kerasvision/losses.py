@@ -544,3 +544,74 @@ def get_segmentation_loss(
         [make(p) for p in parts], [1.0, dice_weight], name=key.replace("+", "_plus_")
     )
 
+
+
+# ---------------------------------------------------------------------------
+# Wasserstein GAN losses (Arjovsky et al. 2017; Gulrajani et al. 2017).
+# ---------------------------------------------------------------------------
+
+
+def wasserstein_critic_loss(real_scores, fake_scores):
+    """The WGAN critic's loss: mean fake score minus mean real score.
+
+    Minimising it maximises mean(f(real)) - mean(f(fake)), the critic's
+    estimate of the Wasserstein-1 distance (Arjovsky et al. 2017, Algorithm 1).
+
+    Args:
+        real_scores: critic outputs on real images, `[batch]` or `[batch, 1]`.
+        fake_scores: critic outputs on generated images, same shape.
+
+    Returns:
+        float32 scalar.
+    """
+    real_scores = ops.cast(real_scores, "float32")
+    fake_scores = ops.cast(fake_scores, "float32")
+    return ops.mean(fake_scores) - ops.mean(real_scores)
+
+
+def wasserstein_generator_loss(fake_scores):
+    """The WGAN generator's loss: minus the mean critic score of its images.
+
+    Args:
+        fake_scores: critic outputs on generated images, `[batch]` or `[batch, 1]`.
+
+    Returns:
+        float32 scalar.
+    """
+    return -ops.mean(ops.cast(fake_scores, "float32"))
+
+
+def gradient_penalty(critic, real_images, fake_images, alpha, epsilon=1e-12, training=True):
+    """The WGAN-GP penalty E[(||grad_x f(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017, Algorithm 1).
+
+    x_hat = alpha * real + (1 - alpha) * fake, with `alpha` drawn by the caller
+    from Uniform(0, 1) per sample (not from a Normal).
+
+    Args:
+        critic: callable `[batch, H, W, C] -> [batch, 1]` scores (a `keras.Model`).
+        real_images, fake_images: `[batch, H, W, C]`.
+        alpha: `[batch, 1, 1, 1]` (or broadcastable) interpolation weights in [0, 1].
+        epsilon: float > 0 added inside the square root: the norm's gradient
+            is infinite at 0, which NaNs the step if a gradient vanishes.
+        training: bool, the critic's training flag.
+
+    Returns:
+        float32 scalar, the penalty averaged over the batch (unweighted: the
+        caller multiplies by lambda, 10 in the paper). Differentiable with
+        respect to the critic's weights (the inner gradient is recorded on
+        the caller's tape).
+    """
+    import tensorflow as tf  # an input gradient needs TensorFlow's tape (local: the rest is backend-neutral)
+
+    epsilon = check_float("epsilon", epsilon, minimum=0.0, strict_minimum=True)
+    real_images = ops.cast(real_images, "float32")
+    fake_images = ops.cast(fake_images, "float32")
+    alpha = ops.cast(alpha, "float32")
+    interpolates = alpha * real_images + (1.0 - alpha) * fake_images
+    with tf.GradientTape() as tape:
+        tape.watch(interpolates)
+        scores = ops.cast(critic(interpolates, training=training), "float32")
+    gradients = tape.gradient(scores, interpolates)
+    gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    norms = ops.sqrt(ops.sum(ops.square(gradients), axis=-1) + epsilon)
+    return ops.mean(ops.square(norms - 1.0))

@@ -1,0 +1,383 @@
+"""The generative task as recipes run it: image data in [-1, 1], sample grids, fit, report, export.
+
+`recipes/autoencoder.py`, `vae.py`, `dcgan.py`, `wgan.py` (and
+`diffusion.py`) differ in the model they build and in what they sample;
+everything else they share lives here:
+
+- `add_generative_flags` / `load_generative_data`: `--dataset` (the embedded
+  synthetic shapes by default, or a TensorFlow Datasets image set), images
+  only, centre-cropped to a square, resized, scaled to [-1, 1] (what tanh
+  generators produce), cached, shuffled, batched and prefetched.
+- `SampleGridCallback`: saves a grid PNG of `sample_fn()` after each epoch.
+- `reconstruction_grid`, `latent_walk`: what autoencoders and VAEs show.
+- `train_generative`: fit with resumable backups and a non-finite-loss
+  guard, training curves, the final grid, the `.keras` trainer, the export,
+  and `summary.json`.
+"""
+
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from kerasvision import data, visualize
+from kerasvision.training import StopOnNonFiniteLoss, read_history, write_json
+from kerasvision.validation import check_int
+
+DATASETS = ("shapes", "mnist", "fashion_mnist", "celeb_a", "oxford_flowers102")
+# tfds split names of the training and the held-out images.
+_TFDS_SPLITS = {
+    "mnist": ("train", "test"),
+    "fashion_mnist": ("train", "test"),
+    "celeb_a": ("train", "validation"),
+    # Flowers102's "train" holds only 1020 images; its "test" split is the large one.
+    "oxford_flowers102": ("train+test", "validation"),
+}
+SMOKE_IMAGES = 16
+SMOKE_STEPS = 2
+
+
+def add_generative_flags(parser, num_samples=16):
+    """Adds the data and sampling flags of generative recipes to a `recipe_parser`."""
+    group = parser.add_argument_group("generative data")
+    group.add_argument(
+        "--dataset", choices=DATASETS, default="shapes",
+        help="shapes: embedded synthetic one-shape images (offline); the others via tfds",
+    )
+    group.add_argument("--data-dir", help="tfds data directory")
+    group.add_argument("--download", action="store_true",
+                       help="let tfds download a missing dataset (default: fail fast)")
+    group.add_argument("--num-train", type=int, default=None,
+                       help="training images (default: shapes 8192, tfds the whole split)")
+    group.add_argument("--num-val", type=int, default=None,
+                       help="held-out images (default: shapes 1024, tfds the whole split)")
+    group.add_argument("--num-samples", type=int, default=num_samples,
+                       help="images in each sample grid")
+    return parser
+
+
+def parse_int_list(flag, text):
+    """A comma-separated flag value such as "32,64" -> (32, 64); ValueError naming the flag."""
+    try:
+        values = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(
+            f"{flag} must be comma-separated positive ints (e.g. 32,64); received {text!r}.")
+    return values
+
+
+def to_generative_image(image, image_size=None):
+    """One image `[H, W, C]` in [0, 255] -> float32 `[S, S, 3]` in [-1, 1].
+
+    A non-square image is centre-cropped to a square first: resizing it
+    directly would stretch faces and flowers.
+
+    Args:
+        image: tensor `[H, W, 1 or 3]`, any real dtype, values in [0, 255].
+        image_size: int S, or None to keep the (square) size.
+
+    Returns:
+        float32 tensor `[S, S, 3]` in [-1, 1].
+    """
+    image = tf.cast(image, tf.float32)
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    if image_size is not None:
+        shape = tf.shape(image)
+        side = tf.minimum(shape[0], shape[1])
+        image = tf.image.resize_with_crop_or_pad(image, side, side)
+        image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+        image = tf.clip_by_value(image, 0.0, 255.0)
+        image = tf.ensure_shape(image, (image_size, image_size, 3))
+    return image / 127.5 - 1.0
+
+
+def make_generative_pipeline(ds, batch_size, training, image_size=None, shuffle_buffer=1024,
+                             cache=True, seed=None, drop_remainder=True):
+    """Batch an image dataset for generative training: images only, in [-1, 1].
+
+    Args:
+        ds: unbatched `tf.data.Dataset` of images `[H, W, C]` in [0, 255], or
+            of `(image, label)` pairs (the label is dropped).
+        batch_size: int >= 1, the global batch size.
+        training: bool; shuffles when True.
+        image_size: int or None, side of the square images (centre crop, resize).
+        shuffle_buffer: int >= 1.
+        cache: bool, cache the prepared images in memory.
+        seed: optional int, the shuffle seed.
+        drop_remainder: bool; True (default) keeps every batch full, so a
+            GAN step always sees as many fakes as reals and
+            `MirroredStrategy` splits batches evenly.
+
+    Returns:
+        `tf.data.Dataset` of float32 `[batch, S, S, 3]` in [-1, 1].
+    """
+    if not isinstance(ds, tf.data.Dataset):
+        raise ValueError(f"`ds` must be a tf.data.Dataset; received {type(ds).__name__}.")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+    if image_size is not None:
+        image_size = check_int("image_size", image_size, minimum=1)
+    spec = ds.element_spec
+    if isinstance(spec, tuple):
+        ds = ds.map(lambda image, *rest: image, num_parallel_calls=tf.data.AUTOTUNE)
+        spec = spec[0]
+    if spec.shape.rank != 3:
+        raise ValueError(
+            f"`ds` must yield unbatched images [height, width, channels]; received spec {spec}."
+        )
+    ds = ds.map(lambda image: to_generative_image(image, image_size),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _load_tfds_images(name, split, data_dir, download):
+    """Unbatched images of a tfds set, with the package's fail-fast message when absent."""
+    if name in ("celeb_a",):
+        # No supervised keys (attributes, not labels): read the "image" feature.
+        builder = data._tfds_builder(name, data_dir, download)  # the shared fail-fast check
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE)
+    return data.load_tfds_classification(name, split, image_size=None, data_dir=data_dir,
+                                         download=download)
+
+
+def load_generative_data(args):
+    """Returns `(train, validation)`: batched images in [-1, 1] for the recipe's flags.
+
+    Reads `--dataset --image-size --batch-size --num-train --num-val --seed
+    --data-dir --download --smoke`. With `--smoke`: 16 images per split and
+    a batch size of at most 8.
+    """
+    size = args.image_size
+    num_train = SMOKE_IMAGES if args.smoke else args.num_train
+    num_val = SMOKE_IMAGES if args.smoke else args.num_val
+    for flag, value in (("--num-train", num_train), ("--num-val", num_val),
+                        ("--num-samples", getattr(args, "num_samples", 1))):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1; received {value}.")
+    if args.smoke:
+        args.batch_size = min(args.batch_size, SMOKE_IMAGES // 2)
+    for flag, value in (("--num-train", num_train), ("--num-val", num_val)):
+        # Batches are kept full (drop_remainder), so fewer images than one batch is no data.
+        if value is not None and value < args.batch_size:
+            raise ValueError(
+                f"{flag} ({value}) must be at least --batch-size ({args.batch_size}): "
+                "batches are kept full."
+            )
+    if args.dataset == "shapes":
+        train = data.load_shapes_classification("train", num_train, size, seed=args.seed)
+        validation = data.load_shapes_classification("validation", num_val, size, seed=args.seed)
+    else:
+        train_split, val_split = _TFDS_SPLITS[args.dataset]
+        try:
+            train = _load_tfds_images(args.dataset, train_split, args.data_dir, args.download)
+            validation = _load_tfds_images(args.dataset, val_split, args.data_dir, args.download)
+        except RuntimeError as error:
+            # Missing data is bad input to the recipe: one line, not a traceback.
+            raise ValueError(f"--dataset {args.dataset}: {error}") from error
+        if num_train:
+            train = train.take(num_train)
+        if num_val:
+            validation = validation.take(num_val)
+    train = make_generative_pipeline(train, args.batch_size, training=True, image_size=size,
+                                     seed=args.seed)
+    validation = make_generative_pipeline(validation, args.batch_size, training=False,
+                                          image_size=size)
+    return train, validation
+
+
+def sample_batch(dataset, count):
+    """The first `count` images of a batched dataset, as a float32 numpy array."""
+    count = check_int("count", count, minimum=1)
+    batch = next(iter(dataset.unbatch().batch(count)))
+    return batch.numpy()
+
+
+class SampleGridCallback(keras.callbacks.Callback):
+    """Saves a grid of `sample_fn()` images as a PNG at the end of each epoch.
+
+    Args:
+        sample_fn: callable `() -> [N, H, W, 3]` images in [-1, 1] (numpy or
+            tensor), e.g. a generator applied to fixed latents, so that the
+            grids of successive epochs are comparable.
+        path_pattern: str with an `{epoch}` field, e.g.
+            "runs/dcgan/samples_epoch{epoch:03d}.png" (epochs count from 1).
+        nrows: int or None, grid rows (default: about square).
+        every: int >= 1, save every `every` epochs (and always at the last).
+
+    Example:
+        >>> z = np.random.normal(size=(16, 128)).astype("float32")
+        >>> callback = SampleGridCallback(lambda: gan.generate(latents=z),
+        ...                               "samples_{epoch:03d}.png")
+    """
+
+    def __init__(self, sample_fn, path_pattern, nrows=None, every=1):
+        super().__init__()
+        if not callable(sample_fn):
+            raise ValueError(f"`sample_fn` must be callable; received {sample_fn!r}.")
+        if "{epoch" not in str(path_pattern):
+            raise ValueError(
+                "`path_pattern` must contain an {epoch} field (e.g. 'samples_{epoch:03d}.png'); "
+                f"received path_pattern={path_pattern!r}."
+            )
+        self.sample_fn = sample_fn
+        self.path_pattern = str(path_pattern)
+        self.nrows = nrows
+        self.every = check_int("every", every, minimum=1)
+        self.paths = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params and epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        images = keras.ops.convert_to_numpy(self.sample_fn())
+        path = self.path_pattern.format(epoch=epoch + 1)
+        visualize.plot_image_grid(images, path, nrows=self.nrows, value_range=(-1, 1),
+                                  title=f"epoch {epoch + 1}")
+        self.paths.append(path)
+
+
+def reconstruction_grid(model, images, noise_stddev=0.0, seed=0):
+    """Originals, (noisy inputs,) and reconstructions stacked row by row for a grid.
+
+    Args:
+        model: maps images `[N, S, S, 3]` in [-1, 1] to reconstructions.
+        images: numpy `[N, S, S, 3]` in [-1, 1].
+        noise_stddev: float; > 0 adds a row of inputs corrupted with this
+            noise (fixed by `seed`) and reconstructs those instead.
+        seed: int, seed of the noise row.
+
+    Returns:
+        (numpy `[rows * N, S, S, 3]` in [-1, 1], rows): plot with `nrows=rows`.
+    """
+    rows = [images]
+    inputs = images
+    if noise_stddev > 0:
+        noise = np.random.default_rng(seed).normal(size=images.shape).astype("float32")
+        inputs = images + noise_stddev * noise
+        rows.append(np.clip(inputs, -1.0, 1.0))
+    rows.append(keras.ops.convert_to_numpy(model(inputs, training=False)))
+    return np.concatenate(rows, axis=0), len(rows)
+
+
+def latent_walk(decode, latent_dim, num_rows=4, steps=8, seed=0):
+    """Images along straight lines between pairs of prior draws (a latent-space walk).
+
+    Args:
+        decode: callable latents `[N, latent_dim]` -> images `[N, S, S, 3]`.
+        latent_dim: int >= 1.
+        num_rows: int >= 1, number of walks (one per grid row).
+        steps: int >= 2, images per walk, both ends included.
+        seed: int, seed of the end points (fixed: comparable across epochs).
+
+    Returns:
+        numpy `[num_rows * steps, S, S, 3]`, row-major: plot with `nrows=num_rows`.
+    """
+    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+    num_rows = check_int("num_rows", num_rows, minimum=1)
+    steps = check_int("steps", steps, minimum=2)
+    rng = np.random.default_rng(seed)
+    start, end = rng.normal(size=(2, num_rows, 1, latent_dim)).astype("float32")
+    weights = np.linspace(0.0, 1.0, steps, dtype="float32")[None, :, None]
+    latents = ((1.0 - weights) * start + weights * end).reshape(-1, latent_dim)
+    return keras.ops.convert_to_numpy(decode(latents))
+
+
+def fixed_latents(count, latent_dim, seed=0):
+    """`[count, latent_dim]` float32 N(0, I) draws fixed by `seed` (for comparable grids)."""
+    return np.random.default_rng(seed).normal(size=(count, latent_dim)).astype("float32")
+
+
+def generative_callbacks(output_dir, sample_fn, nrows=None):
+    """The callbacks generative recipes train with.
+
+    Returns:
+        list: `BackupAndRestore` (rerunning the command after a kill resumes at
+        the last finished epoch, optimizers included), `StopOnNonFiniteLoss`
+        (every logged loss, not only `loss`), a CSV log `history.csv`, and a
+        `SampleGridCallback` writing `samples_epoch<NNN>.png`.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        StopOnNonFiniteLoss(),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        SampleGridCallback(sample_fn, os.path.join(output_dir, "samples_epoch{epoch:03d}.png"),
+                           nrows=nrows),
+    ]
+
+
+def train_generative(model, args, train, validation, sample_fn, export_fn, verbose=2,
+                     nrows=None):
+    """Fits, plots, saves and exports a generative trainer as the recipes do.
+
+    Args:
+        model: a compiled `GenerativeTrainer` subclass.
+        args: parsed recipe flags (`--epochs --output-dir --export-dir --smoke`).
+        train, validation: batched datasets from `load_generative_data`.
+        sample_fn: callable `() -> images in [-1, 1]` for the grids.
+        export_fn: callable `(export_dir) -> path` exporting the inference network.
+        verbose: `fit` verbosity.
+        nrows: grid rows for `sample_fn`'s images.
+
+    Returns:
+        dict summary (also in `<output-dir>/summary.json`): the last epoch's
+        losses, training seconds, file paths and the export path.
+    """
+    started = time.time()
+    callbacks = generative_callbacks(args.output_dir, sample_fn, nrows=nrows)
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=1 if args.smoke else args.epochs,
+        steps_per_epoch=SMOKE_STEPS if args.smoke else None,
+        validation_steps=1 if args.smoke else None,
+        shuffle=False,  # the tf.data pipeline shuffles
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.time() - started
+    history = read_history(os.path.join(args.output_dir, "history.csv"))
+    summary = {key: values[-1] for key, values in history.items()}
+    summary["train_seconds"] = seconds
+    if history:
+        summary["history_plot"] = visualize.plot_history(
+            history, os.path.join(args.output_dir, "history.png"))
+    summary["samples"] = visualize.plot_image_grid(
+        keras.ops.convert_to_numpy(sample_fn()), os.path.join(args.output_dir, "samples.png"),
+        nrows=nrows, value_range=(-1, 1), title="final samples")
+    # The whole trainer (networks and optimizer state) for further training.
+    summary["model_path"] = os.path.join(args.output_dir, "model.keras")
+    model.save(summary["model_path"])
+    summary["export_path"] = export_fn(args.export_dir)
+    print(f"trained {seconds / 60:.1f} min; samples in {summary['samples']}; "
+          f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
+
+
+__all__ = [
+    "DATASETS",
+    "SampleGridCallback",
+    "add_generative_flags",
+    "fixed_latents",
+    "generative_callbacks",
+    "latent_walk",
+    "load_generative_data",
+    "make_generative_pipeline",
+    "parse_int_list",
+    "reconstruction_grid",
+    "sample_batch",
+    "to_generative_image",
+    "train_generative",
+]

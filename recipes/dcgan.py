@@ -1,0 +1,98 @@
+"""DCGAN: deep convolutional GAN (Radford, Metz and Chintala 2016).
+
+Trains a DCGAN generator against a DCGAN discriminator with the
+non-saturating GAN loss on images scaled to [-1, 1], with Adam(2e-4,
+beta_1=0.5) as in the paper. With no arguments it trains on the embedded
+synthetic shapes (no download needed).
+
+Run:
+    python recipes/dcgan.py                                # shapes, 32x32
+    python recipes/dcgan.py --dataset celeb_a --image-size 64 --data-dir ~/tensorflow_datasets
+    python recipes/dcgan.py --smoke --export-dir /tmp/dcgan
+
+Writes to --output-dir (runs/dcgan): samples_epochNNN.png (the same fixed
+latents every epoch), samples.png, history.csv, history.png, model.keras
+(generator, discriminator and both optimizers), summary.json; and the
+generator as a SavedModel to <export-dir>/<next version>/ (serving_default:
+`latents` float32 [batch, latent_dim] -> uint8 `images`; serving_seed:
+`seed` int32 [2], `num_images` -> uint8 `images`).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+
+from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
+from kerasvision.export import export_generator  # noqa: E402
+from kerasvision.generative import (  # noqa: E402
+    add_generative_flags,
+    fixed_latents,
+    load_generative_data,
+    parse_int_list,
+    train_generative,
+)
+from kerasvision.models.gan import (  # noqa: E402
+    GAN,
+    build_dcgan_discriminator,
+    build_dcgan_generator,
+)
+from kerasvision.training import resolve_jit_compile  # noqa: E402
+
+
+def parse_args(argv):
+    parser = recipe_parser(
+        __doc__,
+        image_size=32,  # 64 by flag
+        batch_size=64,
+        epochs=10,
+        learning_rate=2e-4,  # Adam for both networks (the paper)
+    )
+    parser.add_argument("--latent-dim", type=int, default=100, help="size of z (the paper: 100)")
+    parser.add_argument("--generator-filters", default="256,128,64",
+                        help="generator widths from the projected map on; the image size "
+                        "must be a multiple of 2**stages")
+    parser.add_argument("--discriminator-filters", default="64,128,256",
+                        help="discriminator stage widths")
+    parser.add_argument("--beta-1", type=float, default=0.5,
+                        help="Adam beta_1 (the paper: 0.9 oscillated)")
+    parser.add_argument("--label-smoothing", type=float, default=0.1,
+                        help="one-sided smoothing of the real labels (Salimans et al. 2016); "
+                        "0 for the paper's setting")
+    add_generative_flags(parser)
+    return parser.parse_args(argv)
+
+
+def build_model(args):
+    shape = (args.image_size, args.image_size, 3)
+    generator = build_dcgan_generator(
+        args.latent_dim, shape, parse_int_list("--generator-filters", args.generator_filters))
+    discriminator = build_dcgan_discriminator(
+        shape, parse_int_list("--discriminator-filters", args.discriminator_filters))
+    return GAN(generator, discriminator, label_smoothing=args.label_smoothing, seed=args.seed)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    verbose = setup_run(args, "dcgan")
+    model = build_model(args)  # first: bad sizes fail before data is generated
+    train, validation = load_generative_data(args)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+        g_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+        jit_compile=resolve_jit_compile(args.jit_compile),
+    )
+    print(f"DCGAN: generator {model.generator.count_params():,} parameters, "
+          f"discriminator {model.discriminator.count_params():,}")
+    latents = fixed_latents(args.num_samples, model.latent_dim, args.seed)
+    return train_generative(
+        model, args, train, validation, lambda: model.generate(latents=latents),
+        lambda export_dir: export_generator(model.generator, export_dir, model.latent_dim),
+        verbose,
+    )
+
+
+if __name__ == "__main__":
+    run(main)

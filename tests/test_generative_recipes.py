@@ -1,0 +1,122 @@
+"""Generative recipes run end to end with --smoke, and the shared generative task module."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasvision import generative
+from kerasvision.export import load_export
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(RECIPES_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_smoke(name, tmp_path, *flags):
+    output_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    summary = load_recipe(name).main(
+        ["--smoke", "--output-dir", str(output_dir), "--export-dir", str(export_dir), *flags]
+    )
+    for file in ("samples_epoch001.png", "samples.png", "history.csv", "history.png",
+                 "model.keras", "summary.json"):
+        assert (output_dir / file).exists(), file
+    assert json.loads((output_dir / "summary.json").read_text())["export_path"] == summary["export_path"]
+    assert all(np.isfinite(value) for key, value in summary.items() if key.endswith("loss"))
+    return summary, load_export(summary["export_path"])
+
+
+def check_generator_export(loaded, latent_dim, size=32):
+    latents = np.random.RandomState(0).normal(size=(3, latent_dim)).astype("float32")
+    out = loaded.signatures["serving_default"](latents=tf.constant(latents))["images"]
+    assert out.dtype == tf.uint8 and out.shape == (3, size, size, 3)
+    single = loaded.signatures["serving_default"](latents=tf.constant(latents[:1]))["images"]
+    np.testing.assert_array_equal(single.numpy()[0], out.numpy()[0])
+
+
+@pytest.mark.parametrize("mode", ["denoising", "sparse"])
+def test_autoencoder_recipe_smoke(mode, tmp_path):
+    _, loaded = run_smoke("autoencoder", tmp_path, "--mode", mode)
+    pixels = np.random.RandomState(0).randint(0, 256, (2, 40, 40, 3)).astype("uint8")
+    out = loaded.signatures["serving_default"](images=tf.constant(pixels))["reconstructions"]
+    assert out.dtype == tf.uint8 and out.shape == (2, 40, 40, 3)  # any input size
+
+
+def test_vae_recipe_smoke(tmp_path):
+    summary, loaded = run_smoke("vae", tmp_path, "--latent-dim", "8")
+    assert {"kl_loss", "reconstruction_loss", "val_kl_loss"} <= set(summary)
+    assert os.path.exists(summary["prior_samples"])
+    check_generator_export(loaded, 8)
+
+
+def test_dcgan_recipe_smoke(tmp_path):
+    summary, loaded = run_smoke("dcgan", tmp_path, "--latent-dim", "16")
+    assert {"d_loss", "g_loss", "loss"} <= set(summary)
+    check_generator_export(loaded, 16)
+    seeded = loaded.signatures["serving_seed"](seed=tf.constant([0, 1]), num_images=tf.constant(2))
+    assert seeded["images"].shape == (2, 32, 32, 3)
+
+
+def test_wgan_gp_recipe_smoke(tmp_path):
+    summary, loaded = run_smoke("wgan", tmp_path, "--gradient-penalty", "--n-critic", "2",
+                                "--latent-dim", "16")
+    assert "gradient_penalty" in summary
+    check_generator_export(loaded, 16)
+
+
+@pytest.mark.parametrize(
+    "recipe, flags, match",
+    [
+        ("dcgan", ["--image-size", "30"], r"multiples of 8 \(8, 16, 32, 64"),
+        ("vae", ["--latent-dim", "0"], r"latent_dim.*>= 1"),
+        ("wgan", ["--n-critic", "0"], r"n_critic.*>= 1"),
+        ("wgan", ["--clip-value", "0"], r"clip_value.*> 0"),
+        ("autoencoder", ["--filters", "32,x"], r"--filters"),
+        ("dcgan", ["--num-train", "4", "--batch-size", "8"], r"--num-train \(4\).*--batch-size"),
+        ("vae", ["--dataset", "celeb_a", "--data-dir", "/nonexistent"], r"--dataset celeb_a"),
+    ],
+)
+def test_recipes_reject_bad_flags(recipe, flags, match, tmp_path):
+    argv = ["--output-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"), *flags]
+    with pytest.raises(ValueError, match=match):
+        load_recipe(recipe).main(argv)
+
+
+def test_generative_pipeline_crops_scales_and_keeps_batches_full():
+    # A wide 0..255 ramp: centre crop then resize, scaled to [-1, 1].
+    image = np.tile(np.linspace(0, 255, 40, dtype="float32")[None, :, None], (20, 1, 3))
+    ds = tf.data.Dataset.from_tensor_slices((np.stack([image] * 5), np.arange(5)))
+    batches = list(generative.make_generative_pipeline(ds, 2, training=True, image_size=10, seed=0))
+    assert len(batches) == 2 and all(b.shape == (2, 10, 10, 3) for b in batches)
+    values = batches[0].numpy()
+    assert values.min() >= -1.0 and values.max() <= 1.0
+    # The central 20 columns of the ramp span about 64..191, i.e. about -0.5..0.5.
+    assert -0.6 < values.min() < -0.4 and 0.4 < values.max() < 0.6
+    with pytest.raises(ValueError, match=r"unbatched"):
+        generative.make_generative_pipeline(ds.batch(2), 2, training=False)
+
+
+def test_sample_grid_callback_and_grids(tmp_path):
+    with pytest.raises(ValueError, match=r"\{epoch\}"):
+        generative.SampleGridCallback(lambda: None, str(tmp_path / "grid.png"))
+    images = np.random.RandomState(0).uniform(-1, 1, (4, 8, 8, 3)).astype("float32")
+    callback = generative.SampleGridCallback(lambda: images, str(tmp_path / "grid_{epoch:02d}.png"))
+    callback.set_params({"epochs": 3})
+    for epoch in range(3):
+        callback.on_epoch_end(epoch)
+    assert [os.path.basename(p) for p in callback.paths] == ["grid_01.png", "grid_02.png", "grid_03.png"]
+    grid, rows = generative.reconstruction_grid(lambda x, training: -x, images, noise_stddev=0.1)
+    assert rows == 3 and grid.shape == (12, 8, 8, 3)
+    np.testing.assert_allclose(grid[:4], images)
+    walk = generative.latent_walk(lambda z: z, latent_dim=2, num_rows=3, steps=5)
+    assert walk.shape == (15, 2)
+    # Evenly spaced points on each row's line.
+    np.testing.assert_allclose(np.diff(walk.reshape(3, 5, 2), 2, axis=1), 0, atol=1e-6)
