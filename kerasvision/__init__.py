@@ -7,3 +7,4 @@ trained with `model.fit` and exported for TF Serving.
 __version__ = "0.1.0"
 
 from kerasvision.validation import IGNORE_LABEL  # noqa: E402,F401
+from kerasvision.flops import summary  # noqa: E402,F401

@@ -308,7 +308,7 @@ def load_classifier_weights(backbone, weights):
     return [tuple(full.get_layer(name).get_weights()) for name in spec.classifier_layers]
 
 
-def set_trainable_blocks(backbone_model, backbone, num_blocks):
+def set_trainable_blocks(backbone_model, backbone, num_blocks, keep_batch_norm_frozen=True):
     """Freezes a backbone except its last `num_blocks` stages.
 
     Args:
@@ -316,6 +316,9 @@ def set_trainable_blocks(backbone_model, backbone, num_blocks):
         backbone: its registered name.
         num_blocks: int in [0, number of stages]; 0 freezes everything, the
             number of stages unfreezes everything.
+        keep_batch_norm_frozen: bool, keep every BatchNormalization layer
+            non-trainable (pretrained statistics survive small fine-tuning
+            batches); pass False for a randomly initialised backbone.
     """
     spec = get_backbone_spec(backbone)
     if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or not (
@@ -329,6 +332,36 @@ def set_trainable_blocks(backbone_model, backbone, num_blocks):
     backbone_model.trainable = True
     for layer in _application_layers(backbone_model):
         layer.trainable = any(layer.name.startswith(block + "_") for block in trainable)
+    if keep_batch_norm_frozen:
+        freeze_batch_norm(backbone_model)
+
+
+def freeze_batch_norm(model):
+    """Makes every BatchNormalization layer of `model` (nested models included) non-trainable.
+
+    In Keras 3 a BatchNormalization layer normalises with its moving
+    statistics whenever it is not trainable, even inside `fit`. Calling a
+    backbone with `training=False` is not enough: `fit` calls the outer model
+    with `training=True`, which replaces the `training=False` recorded in a
+    functional graph (keras-team/keras#20285). Call this after every change of
+    `trainable` (e.g. in the `compile_fn` of `fit_two_phase`, which runs after
+    it unfreezes stages) to fine-tune a pretrained backbone with its BatchNorm
+    statistics and scales kept.
+
+    Args:
+        model: a `keras.Model` or layer.
+
+    Returns:
+        int, the number of BatchNormalization layers frozen.
+    """
+    frozen = 0
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+        else:
+            frozen += freeze_batch_norm(layer)
+    return frozen
 
 
 def _application_layers(backbone_model):

@@ -239,7 +239,10 @@ def fit_two_phase(
         if not epochs:
             continue
         if backbone is not None:
-            set_trainable_blocks(backbone_model, backbone, num_stages if blocks is None else blocks)
+            set_trainable_blocks(
+                backbone_model, backbone, num_stages if blocks is None else blocks,
+                keep_batch_norm_frozen=pretrained,
+            )
         done_marker = os.path.join(run_dir, f"{phase}_done.weights.h5")
         if os.path.exists(done_marker):
             model.load_weights(done_marker)

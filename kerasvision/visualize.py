@@ -333,3 +333,76 @@ def plot_confusion_matrix(cm, class_names, path, normalize=True):
                         color="white" if values[i, j] > threshold else "black")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_class_heatmaps(image, heatmaps, class_names, path, stride, window, mask=None):
+    """Where each class appears: per-class probability maps over an image.
+
+    For the output of a convolutionalized classifier (`convolutionalize`),
+    whose map cell `(i, j)` classifies the `window x window` patch starting at
+    pixel `(i * stride, j * stride)`. Each map is drawn over the image with
+    cells centred on their patches; a first panel shows the image (with `mask`
+    overlaid when given), a second the most probable class per cell.
+
+    Args:
+        image: `[H, W, 3]` RGB in [0, 255].
+        heatmaps: `[h, w, C]` class probabilities (h, w >= 1).
+        class_names: sequence of `C` names.
+        path: output PNG path.
+        stride: int, pixels between neighbouring cells (the network stride).
+        window: int, side of the patch each cell classifies (the training size).
+        mask: optional int `[H, W]` ground-truth class ids, overlaid on the first panel.
+
+    Returns:
+        `path`.
+    """
+    image = _as_uint8_image(image)
+    heatmaps = _to_numpy(heatmaps).astype(np.float32)
+    class_names = list(class_names)
+    stride = check_int("stride", stride, minimum=1)
+    window = check_int("window", window, minimum=1)
+    if heatmaps.ndim != 3 or 0 in heatmaps.shape:
+        raise ValueError(f"`heatmaps` must be [h, w, num_classes]; received shape {heatmaps.shape}.")
+    if len(class_names) != heatmaps.shape[-1]:
+        raise ValueError(
+            f"`class_names` must have one name per heatmap channel ({heatmaps.shape[-1]}); "
+            f"received {len(class_names)} names."
+        )
+    rows, cols, num_classes = heatmaps.shape
+    # Cell (i, j) is drawn as a stride-sized square centred on its patch.
+    start = window / 2 - stride / 2
+    extent = (start, start + cols * stride, start + rows * stride, start)
+    palette = class_palette(num_classes)
+    panels = 2 + num_classes
+    ncols = min(panels, 4)
+    nrows = -(-panels // ncols)
+    fig = Figure(figsize=(2.4 * ncols, 2.5 * nrows))
+    first = fig.add_subplot(nrows, ncols, 1)
+    shown = image if mask is None else overlay_mask(image, mask, num_classes=num_classes)
+    first.imshow(shown)
+    first.set_title("image" if mask is None else "image and true classes", fontsize=8)
+    # Maps are drawn over a dimmed grey copy, so that the image's own colours
+    # are not read as probabilities.
+    grey = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1).astype(np.uint8) // 2
+    argmax = fig.add_subplot(nrows, ncols, 2)
+    argmax.imshow(grey)
+    winners = np.argmax(heatmaps, axis=-1)
+    colours = np.concatenate([palette[winners] / 255.0, np.full((rows, cols, 1), 0.75)], axis=-1)
+    colours[winners == 0, 3] = 0.0  # class 0 (background) left transparent
+    argmax.imshow(colours, extent=extent, interpolation="nearest")
+    argmax.set_title("most probable class", fontsize=8)
+    for index, name in enumerate(class_names):
+        ax = fig.add_subplot(nrows, ncols, 3 + index)
+        ax.imshow(grey)
+        shown_map = ax.imshow(heatmaps[..., index], extent=extent, alpha=0.8, cmap="magma",
+                              vmin=0.0, vmax=1.0, interpolation="bilinear")
+        ax.set_title(f"p({name})", fontsize=8)
+    fig.colorbar(shown_map, ax=fig.axes, fraction=0.02, pad=0.02)
+    for ax in fig.axes[: panels]:
+        ax.set_xlim(0, image.shape[1])
+        ax.set_ylim(image.shape[0], 0)
+        ax.axis("off")
+    handles = [Patch(color=palette[i] / 255.0, label=name) for i, name in enumerate(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(num_classes, 6), fontsize=7,
+               frameon=False)
+    return _save(fig, path)

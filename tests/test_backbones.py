@@ -154,3 +154,13 @@ def test_random_backbones_use_he_initialisation():
     fan_in = 3 * 3 * 512
     # He-normal: std sqrt(2 / fan_in). Glorot would give sqrt(1 / fan_in), a ratio of 0.71.
     assert abs(kernel.std() / np.sqrt(2.0 / fan_in) - 1.0) < 0.05
+
+
+def test_fine_tuning_keeps_pretrained_batch_norm_frozen():
+    model = build_backbone("resnet50", (32, 32, 3), weights=None)
+    inner = model.get_layer("resnet50_features")
+    set_trainable_blocks(model, "resnet50", 5)
+    assert inner.get_layer("conv5_block3_2_conv").trainable
+    assert not inner.get_layer("conv5_block3_2_bn").trainable
+    set_trainable_blocks(model, "resnet50", 5, keep_batch_norm_frozen=False)
+    assert inner.get_layer("conv5_block3_2_bn").trainable

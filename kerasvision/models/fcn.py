@@ -16,6 +16,7 @@ from keras import layers
 
 from kerasvision.backbones import (
     build_backbone,
+    freeze_batch_norm,
     get_backbone_spec,
     load_classifier_weights,
     resolve_weights,
@@ -85,9 +86,13 @@ def build_fcn(
 
     images = keras.Input(input_shape, name="images")
     backbone_model = build_backbone(backbone, input_shape, weights, name="backbone")
-    # Pretrained BatchNorm statistics stay frozen (inference mode) even when
-    # the backbone is fine-tuned: small segmentation batches would ruin them.
-    features = backbone_model(images, training=False if weights is not None else None)
+    # Pretrained BatchNorm statistics stay frozen even when the backbone is
+    # fine-tuned: small segmentation batches would ruin them. A non-trainable
+    # BatchNorm runs in inference mode; `training=False` alone is overridden by
+    # fit (keras-team/keras#20285).
+    if weights is not None:
+        freeze_batch_norm(backbone_model)
+    features = backbone_model(images)
 
     x = features["P5"]
     if spec.classifier_layers:

@@ -11,7 +11,12 @@ output has the input's size and no cropping is needed.
 import keras
 from keras import layers
 
-from kerasvision.backbones import build_backbone, get_backbone_spec, resolve_weights
+from kerasvision.backbones import (
+    build_backbone,
+    freeze_batch_norm,
+    get_backbone_spec,
+    resolve_weights,
+)
 from kerasvision.layers import (
     UPSAMPLING_METHODS,
     ImagePreprocessing,
@@ -129,8 +134,11 @@ def _backbone_unet(images, backbone, weights, decoder_filters, batch_norm, upsam
     check_image_shape(images.shape[1:], multiple_of=BACKBONE_STRIDE, min_size=BACKBONE_STRIDE)
     weights = resolve_weights(backbone, weights)
     encoder = build_backbone(backbone, images.shape[1:], weights, name="backbone")
-    # Pretrained BatchNorm statistics stay in inference mode while fine-tuning.
-    features = encoder(images, training=False if weights is not None else None)
+    # Pretrained BatchNorm statistics stay frozen while fine-tuning (a
+    # non-trainable BatchNorm runs in inference mode; keras-team/keras#20285).
+    if weights is not None:
+        freeze_batch_norm(encoder)
+    features = encoder(images)
     x = features["P5"]
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)

@@ -1,0 +1,652 @@
+"""Image classifiers: Sequential CNNs, LeNet-5, transfer classifiers, and convolutionalization.
+
+- `build_cnn_classifier`: a configurable stack of convolution blocks, each
+  followed by 2x2 max or average pooling, then a Flatten or global-pooling
+  head with dropout and dense layers (Sequential API).
+- `build_lenet5`: LeCun, Bottou, Bengio and Haffner, "Gradient-Based Learning
+  Applied to Document Recognition", Proc. IEEE 1998 (Sequential API).
+- `build_transfer_classifier`: a new head on a registered backbone
+  (`kerasvision.backbones`), built for feature extraction (backbone frozen) or
+  fine-tuning (its last N stages trainable); `kerasvision.training.fit_two_phase`
+  runs the two-phase schedule.
+- `convolutionalize`: turns a classifier whose head is Flatten/Dense or
+  GlobalPooling/Dense into an equivalent fully convolutional network that
+  returns a map of class probabilities on larger images (Long, Shelhamer and
+  Darrell 2015, section 3.1; Sermanet et al., "OverFeat", 2014).
+
+Every classifier maps raw RGB images `[batch, H, W, 3]` in [0, 255] to float32
+logits `[batch, num_classes]` (a final float32 linear activation, so that
+mixed precision is safe); export them with `outputs="logits"`.
+"""
+
+import keras
+from keras import layers
+
+from kerasvision.backbones import (  # noqa: F401  (freeze_batch_norm re-exported)
+    freeze_batch_norm,
+    build_backbone,
+    get_backbone_spec,
+    resolve_weights,
+    set_trainable_blocks,
+)
+from kerasvision.validation import (
+    check_choice,
+    check_float,
+    check_image_shape,
+    check_int,
+    check_num_classes,
+)
+
+POOLING_TYPES = ("max", "average")
+HEAD_TYPES = ("flatten", "global_average", "global_max")
+TRANSFER_MODES = ("feature_extraction", "fine_tuning")
+
+_POOLING_LAYERS = {"max": layers.MaxPooling2D, "average": layers.AveragePooling2D}
+_GLOBAL_POOLING_LAYERS = {
+    "global_average": layers.GlobalAveragePooling2D,
+    "global_max": layers.GlobalMaxPooling2D,
+}
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+class TrainingAugmentation(layers.Pipeline):
+    """Random augmentation layers that run only when training.
+
+    Keras' random image layers (and `keras.layers.Pipeline`) default to
+    `training=True`, so `model(images)` called without `training=False`
+    would silently augment the images it predicts on. This pipeline defaults
+    to inference: it augments only inside `fit` (or with `training=True`).
+
+    Args:
+        layers: list of Keras layers (e.g. `RandomFlip`, `RandomRotation`).
+
+    Input shape: `[batch, height, width, channels]`, raw pixels.
+    Output shape: the same.
+    """
+
+    def build(self, input_shape):
+        # The random layers hold no weights, but building them here keeps Keras
+        # from warning that this layer has unbuilt state.
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None, mask=None):
+        if not training:
+            return inputs
+        return super().call(inputs, training=True, mask=mask)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _as_augmentation(augmentation):
+    """Wraps augmentation layers (a list, a `Pipeline` or one layer) in `TrainingAugmentation`."""
+    if augmentation is None or isinstance(augmentation, TrainingAugmentation):
+        return augmentation
+    if isinstance(augmentation, layers.Pipeline):
+        augmentation = list(augmentation.layers)
+    elif isinstance(augmentation, layers.Layer):
+        augmentation = [augmentation]
+    if not isinstance(augmentation, (list, tuple)) or not all(
+        isinstance(layer, layers.Layer) for layer in augmentation
+    ):
+        raise ValueError(
+            "`augmentation` must be None, a Keras layer, a keras.layers.Pipeline or a "
+            f"list of Keras layers; received augmentation={augmentation!r}."
+        )
+    return TrainingAugmentation(list(augmentation), name="augmentation")
+
+
+def _check_int_sequence(name, values, minimum=1, allow_empty=False):
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = (values,)
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(
+            f"`{name}` must be a sequence of integers; received {name}={values!r}."
+        ) from None
+    if not values and not allow_empty:
+        raise ValueError(f"`{name}` must hold at least one integer; received {name}={values!r}.")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"`{name}` must hold integers >= {minimum}; received {name}={values!r}."
+            )
+    return values
+
+
+def _check_min_size(input_shape, min_size, reason):
+    """Raises unless both fixed sides of `input_shape` are >= `min_size`."""
+    for size in input_shape[:2]:
+        if size is not None and size < min_size:
+            raise ValueError(
+                f"`input_shape` {tuple(input_shape)} is too small for {reason}: height and "
+                f"width must be >= {min_size}."
+            )
+
+
+def _head_layers(num_classes, dense_units, dropout, activation="relu"):
+    """Dropout before each dense layer, then class logits cast to float32."""
+    head = []
+    for index, units in enumerate(dense_units, start=1):
+        if dropout:
+            head.append(layers.Dropout(dropout, name=f"fc{index}_dropout"))
+        head.append(layers.Dense(units, activation=activation, name=f"fc{index}"))
+    if dropout:
+        head.append(layers.Dropout(dropout, name="predictions_dropout"))
+    head.append(layers.Dense(num_classes, name="predictions"))
+    # float32 logits: softmax and the loss stay stable under mixed precision.
+    head.append(layers.Activation("linear", dtype="float32", name="logits"))
+    return head
+
+
+def build_cnn_classifier(
+    num_classes,
+    input_shape=(32, 32, 3),
+    filters=(32, 64, 128),
+    convs_per_block=2,
+    kernel_size=3,
+    pooling="max",
+    head="flatten",
+    batch_norm=False,
+    dense_units=(128,),
+    dropout=0.5,
+    augmentation=None,
+    name="cnn_classifier",
+):
+    """Builds a Sequential CNN: conv blocks with 2x2 pooling, then a dense head.
+
+    Layout: [augmentation] -> Rescaling(1/255) -> for each entry of `filters`,
+    `convs_per_block` same-padded convolutions (+ BatchNorm) + ReLU and a 2x2
+    pooling -> Flatten or global pooling -> (Dropout, Dense + ReLU) per entry
+    of `dense_units` -> Dropout -> Dense(num_classes) -> float32 logits.
+
+    Args:
+        num_classes: int >= 2.
+        input_shape: tuple `(height, width, 3)`; sides must be at least
+            `2 ** len(filters)` (one 2x2 pooling per block).
+        filters: sequence of ints, the width of each block (one pooling each).
+        convs_per_block: int >= 1, convolutions per block.
+        kernel_size: int, square kernel side.
+        pooling: "max" or "average": the 2x2 downsampling after each block.
+        head: "flatten" (Flatten then Dense: the classic layout, which fixes
+            the input size), "global_average" or "global_max" (global pooling
+            then Dense: fewer weights, any input size).
+        batch_norm: bool, BatchNormalization after each convolution.
+        dense_units: sequence of ints, hidden dense layers of the head (may be empty).
+        dropout: float in [0, 1), dropout rate before each dense layer.
+        augmentation: None, a Keras layer, a `keras.layers.Pipeline` (e.g. from
+            `kerasvision.data.build_classification_augmenter`) or a list of
+            layers, placed first and active only during training.
+        name: str, model name.
+
+    Returns:
+        A `keras.Sequential` mapping raw RGB images `[batch, H, W, 3]` in
+        [0, 255] to float32 logits `[batch, num_classes]`.
+
+    Example:
+        >>> model = build_cnn_classifier(4, (32, 32, 3), filters=(8, 16))
+        >>> model(np.zeros((2, 32, 32, 3))).shape
+        (2, 4)
+    """
+    num_classes = check_num_classes(num_classes)
+    filters = _check_int_sequence("filters", filters)
+    check_int("convs_per_block", convs_per_block, minimum=1)
+    check_int("kernel_size", kernel_size, minimum=1)
+    check_choice("pooling", pooling, POOLING_TYPES)
+    check_choice("head", head, HEAD_TYPES)
+    dense_units = _check_int_sequence("dense_units", dense_units, allow_empty=True)
+    check_float("dropout", dropout, minimum=0.0, maximum=0.99)
+    input_shape = check_image_shape(input_shape)
+    # Each 2x2 pooling halves the sides (rounding down): the last one needs 2 pixels.
+    min_size = 2 ** len(filters)
+    _check_min_size(input_shape, min_size, f"{len(filters)} poolings of stride 2")
+    if head == "flatten" and None in input_shape[:2]:
+        raise ValueError(
+            f"`head`='flatten' needs a fixed input size; received input_shape={input_shape!r}. "
+            "Use head='global_average' for any input size."
+        )
+
+    stack = [keras.Input(input_shape, name="images")]
+    augmentation = _as_augmentation(augmentation)
+    if augmentation is not None:
+        stack.append(augmentation)
+    stack.append(layers.Rescaling(1.0 / 255, name="rescaling"))
+    for block, width in enumerate(filters, start=1):
+        for index in range(1, convs_per_block + 1):
+            stack.append(
+                layers.Conv2D(
+                    width,
+                    kernel_size,
+                    padding="same",
+                    use_bias=not batch_norm,  # BatchNorm's offset replaces the bias
+                    kernel_initializer="he_normal",
+                    name=f"block{block}_conv{index}",
+                )
+            )
+            if batch_norm:
+                stack.append(layers.BatchNormalization(name=f"block{block}_bn{index}"))
+            stack.append(layers.Activation("relu", name=f"block{block}_relu{index}"))
+        stack.append(_POOLING_LAYERS[pooling](2, name=f"block{block}_pool"))
+    if head == "flatten":
+        stack.append(layers.Flatten(name="flatten"))
+    else:
+        stack.append(_GLOBAL_POOLING_LAYERS[head](name="global_pool"))
+    stack += _head_layers(num_classes, dense_units, dropout)
+    return keras.Sequential(stack, name=name)
+
+
+# LeNet-5's valid 5x5 convolutions and two 2x2 subsamplings reduce 32 pixels
+# to the 5x5 map that C5 covers exactly: 32 is its smallest input.
+LENET5_MIN_SIZE = 32
+
+
+def build_lenet5(num_classes=10, input_shape=(32, 32, 3), name="lenet5"):
+    """Builds LeNet-5 (LeCun et al. 1998) with the Sequential API.
+
+    Layout (sizes for a 32x32 input): C1 6 5x5 convolutions (28x28x6) -> S2
+    2x2 average pooling (14x14x6) -> C3 16 5x5 convolutions (10x10x16) -> S4
+    2x2 average pooling (5x5x16) -> C5 120 5x5 convolutions (1x1x120) ->
+    Flatten -> F6 Dense(84) -> Dense(num_classes), tanh activations. With 10
+    classes it has 62,006 parameters on RGB input (61,706 on the paper's
+    grayscale). Departures from the paper: C3 connects
+    every S2 map (the paper's sparse connection table saved computation in
+    1998), S2/S4 are plain averages (no trainable coefficient), and the output
+    is a dense layer of logits for softmax cross-entropy, not RBF units.
+
+    Args:
+        num_classes: int >= 2.
+        input_shape: tuple `(height, width, 3)`, sides >= 32 (the paper pads
+            MNIST's 28x28 digits to 32x32).
+        name: str, model name.
+
+    Returns:
+        A `keras.Sequential` mapping raw RGB images `[batch, H, W, 3]` in
+        [0, 255] to float32 logits `[batch, num_classes]`.
+
+    Example:
+        >>> build_lenet5(10).count_params()
+        62006
+    """
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_image_shape(input_shape)
+    if None in input_shape[:2]:
+        raise ValueError(f"LeNet-5 needs a fixed input size; received input_shape={input_shape!r}.")
+    _check_min_size(input_shape, LENET5_MIN_SIZE, "LeNet-5's valid 5x5 convolutions and 2 poolings")
+    return keras.Sequential(
+        [
+            keras.Input(input_shape, name="images"),
+            layers.Rescaling(1.0 / 255, name="rescaling"),
+            layers.Conv2D(6, 5, activation="tanh", name="c1"),
+            layers.AveragePooling2D(2, name="s2"),
+            layers.Conv2D(16, 5, activation="tanh", name="c3"),
+            layers.AveragePooling2D(2, name="s4"),
+            layers.Conv2D(120, 5, activation="tanh", name="c5"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(84, activation="tanh", name="f6"),
+            layers.Dense(num_classes, name="predictions"),
+            layers.Activation("linear", dtype="float32", name="logits"),
+        ],
+        name=name,
+    )
+
+
+def check_finetune_blocks(backbone, finetune_blocks):
+    """Validates the number of backbone stages to fine-tune.
+
+    Args:
+        backbone: registered backbone name.
+        finetune_blocks: None (all stages) or an int from 1 to the number of stages.
+
+    Returns:
+        The number of stages, as an int.
+    """
+    stages = get_backbone_spec(backbone).blocks
+    if finetune_blocks is None:
+        return len(stages)
+    if (
+        isinstance(finetune_blocks, bool)
+        or not isinstance(finetune_blocks, int)
+        or not 1 <= finetune_blocks <= len(stages)
+    ):
+        raise ValueError(
+            f"`finetune_blocks` must be an integer from 1 to {len(stages)}: {backbone} has "
+            f"{len(stages)} stages ({', '.join(stages)}); received finetune_blocks={finetune_blocks!r}."
+        )
+    return finetune_blocks
+
+
+def build_transfer_classifier(
+    backbone,
+    num_classes,
+    input_shape=(224, 224, 3),
+    weights="auto",
+    mode="feature_extraction",
+    finetune_blocks=None,
+    head="global_average",
+    dense_units=(),
+    dropout=0.2,
+    name=None,
+):
+    """Builds a classifier from a registered backbone and a new head.
+
+    The backbone's stride-32 features (`"P5"`) go through global pooling (or
+    Flatten), dropout and dense layers to class logits. The model is returned
+    ready for one of the two phases of transfer learning (Yosinski et al. 2014):
+
+    - `mode="feature_extraction"`: the backbone is frozen; only the head trains.
+    - `mode="fine_tuning"`: the last `finetune_blocks` stages of the backbone
+      train too (compile with a lower learning rate, e.g. 1e-5 to 1e-4).
+
+    `kerasvision.training.fit_two_phase` runs both phases in order. The
+    BatchNorm layers of a pretrained backbone stay frozen, hence in inference
+    mode, while fine-tuning (`freeze_batch_norm`): they keep their ImageNet
+    statistics, which small batches of new data would overwrite. A randomly
+    initialised backbone (`weights=None`) lets BatchNorm learn.
+
+    Args:
+        backbone: str, "vgg16" or "resnet50" (`kerasvision.backbones.BACKBONES`).
+        num_classes: int >= 2.
+        input_shape: tuple `(height, width, 3)`, sides >= 32.
+        weights: "auto", "imagenet", None or a weights file (see
+            `kerasvision.backbones`).
+        mode: "feature_extraction" or "fine_tuning".
+        finetune_blocks: int from 1 to the backbone's number of stages (5),
+            stages trainable in fine-tuning mode; None: all. Checked in both modes.
+        head: "global_average", "global_max" or "flatten" (needs a fixed input size).
+        dense_units: sequence of ints, hidden dense layers of the head.
+        dropout: float in [0, 1), dropout before each dense layer.
+        name: str, model name (default `f"{backbone}_classifier"`).
+
+    Returns:
+        A functional `keras.Model` mapping raw RGB images `[batch, H, W, 3]` in
+        [0, 255] to float32 logits `[batch, num_classes]`; the backbone is the
+        sub-model named "backbone".
+
+    Example:
+        >>> model = build_transfer_classifier("vgg16", 4, (32, 32, 3), weights=None)
+        >>> model(np.zeros((2, 32, 32, 3))).shape
+        (2, 4)
+    """
+    get_backbone_spec(backbone)
+    num_classes = check_num_classes(num_classes)
+    check_choice("mode", mode, TRANSFER_MODES)
+    finetune_blocks = check_finetune_blocks(backbone, finetune_blocks)
+    check_choice("head", head, HEAD_TYPES)
+    dense_units = _check_int_sequence("dense_units", dense_units, allow_empty=True)
+    check_float("dropout", dropout, minimum=0.0, maximum=0.99)
+    input_shape = check_image_shape(input_shape, min_size=get_backbone_spec(backbone).min_size)
+    if head == "flatten" and None in input_shape[:2]:
+        raise ValueError(
+            f"`head`='flatten' needs a fixed input size; received input_shape={input_shape!r}."
+        )
+    weights = resolve_weights(backbone, weights)
+
+    images = keras.Input(input_shape, name="images")
+    backbone_model = build_backbone(backbone, input_shape, weights, name="backbone")
+    features = backbone_model(images)["P5"]
+    x = layers.Flatten(name="flatten")(features) if head == "flatten" else (
+        _GLOBAL_POOLING_LAYERS[head](name="global_pool")(features)
+    )
+    for layer in _head_layers(num_classes, dense_units, dropout):
+        x = layer(x)
+    model = keras.Model(images, x, name=name or f"{backbone}_classifier")
+    set_trainable_blocks(backbone_model, backbone, finetune_blocks if mode == "fine_tuning" else 0)
+    if weights is not None:
+        freeze_batch_norm(backbone_model)
+    return model
+
+
+# ----------------------------------------------------------------------------
+# Convolutionalization
+# ----------------------------------------------------------------------------
+
+# Layers that compute nothing at inference: left out of the convolutional network.
+_INFERENCE_IDENTITY = (
+    layers.Dropout,
+    layers.SpatialDropout1D,
+    layers.SpatialDropout2D,
+    layers.SpatialDropout3D,
+    layers.GaussianNoise,
+    layers.GaussianDropout,
+    layers.AlphaDropout,
+    layers.ActivityRegularization,
+)
+# Layers that act on each value (or each position's channels) alone: they
+# apply unchanged to every position of a class-score map.
+_POINTWISE = (
+    layers.Activation,
+    layers.ReLU,
+    layers.LeakyReLU,
+    layers.ELU,
+    layers.Softmax,
+)
+_GLOBAL_POOLING = {
+    layers.GlobalAveragePooling2D: layers.AveragePooling2D,
+    layers.GlobalMaxPooling2D: layers.MaxPooling2D,
+}
+_SUPPORTED_HEAD = (
+    "Flatten or GlobalAveragePooling2D/GlobalMaxPooling2D, then Dense, Dropout, "
+    "activation and BatchNormalization layers"
+)
+
+
+def _find_head(model):
+    """Returns the top-level layers from the first Flatten/global pooling to the output."""
+    top = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
+    for index, layer in enumerate(top):
+        if isinstance(layer, layers.Flatten) or type(layer) in _GLOBAL_POOLING:
+            return top[index:]
+        if isinstance(layer, layers.Dense):
+            break
+    raise ValueError(
+        f"convolutionalize: model {model.name!r} has no Flatten or GlobalPooling2D layer "
+        f"before its first Dense layer; it needs a head of {_SUPPORTED_HEAD}."
+    )
+
+
+def _check_head_is_a_chain(head, model):
+    """Raises unless each head layer takes the previous one's output, the last giving the model's."""
+    if isinstance(model, keras.Sequential):
+        return  # a chain by construction
+    for previous, layer in zip(head, head[1:]):
+        if layer.input is not previous.output:
+            raise ValueError(
+                f"convolutionalize cannot convert layer {layer.name!r} "
+                f"({type(layer).__name__}) of model {model.name!r}: its input is not the "
+                f"output of {previous.name!r}; the head must be a chain of {_SUPPORTED_HEAD}."
+            )
+    if head[-1].output is not model.outputs[0] or len(model.outputs) != 1:
+        raise ValueError(
+            f"convolutionalize: model {model.name!r} must have a single output computed by "
+            f"its last layer {head[-1].name!r}."
+        )
+
+
+def _with_free_spatial_sizes(config):
+    """Copies a model config with every Input's height and width set to None.
+
+    The trained layers keep their Input's fixed size in their config (nested
+    models too, e.g. a backbone), and Keras rejects other sizes at call time.
+    """
+    if isinstance(config, dict):
+        config = {key: _with_free_spatial_sizes(value) for key, value in config.items()}
+        if config.get("class_name") == "InputLayer":
+            inner = dict(config["config"])
+            shape = list(inner["batch_shape"])
+            if len(shape) == 4:
+                inner["batch_shape"] = [shape[0], None, None, shape[3]]
+            config["config"] = inner
+        return config
+    if isinstance(config, list):
+        return [_with_free_spatial_sizes(value) for value in config]
+    return config
+
+
+def _copy_layer(layer):
+    return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+
+
+def _flexible_body(model, head):
+    """A copy of the layers before `head[0]`, accepting images of any size."""
+    name = f"{model.name}_features"
+    if isinstance(model, keras.Sequential):
+        # Rebuilt layer by layer: a Sequential's layers may hold several call
+        # nodes (e.g. once reloaded), so its graph tensors are not reliable.
+        originals = model.layers[: model.layers.index(head[0])]
+        copies = [_copy_layer(layer) for layer in originals]
+        body = keras.Sequential(
+            [keras.Input((None, None, model.inputs[0].shape[-1])), *copies], name=name
+        )
+        for copy, original in zip(copies, originals):
+            copy.set_weights(original.get_weights())
+        return body
+    body = keras.Model(model.inputs, head[0].input, name=name)
+    config = _with_free_spatial_sizes(keras.saving.serialize_keras_object(body))
+    flexible = keras.saving.deserialize_keras_object(config)
+    flexible.set_weights(body.get_weights())
+    return flexible
+
+
+def _ends_with_softmax(layer):
+    activation = getattr(layer, "activation", None)
+    return isinstance(layer, layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
+def _clone(layer, **overrides):
+    config = {**layer.get_config(), **overrides}
+    return type(layer).from_config(config)
+
+
+def convolutionalize(model, softmax=True, name=None):
+    """Turns a trained classifier into an equivalent fully convolutional network.
+
+    The classifier's head must start with Flatten or global pooling, followed by
+    Dense layers (with Dropout, activations and BatchNormalization in between).
+    Each Dense layer becomes a convolution holding the same weights: the first
+    one after Flatten a `(h, w)` convolution over the `h x w x c` feature map
+    it was trained on (Flatten orders features row, column, channel, so its
+    kernel `[h*w*c, units]` reshapes to `[h, w, c, units]`), the others 1x1
+    convolutions. Global pooling becomes an `h x w` pooling window of stride 1.
+    The head's Dropout layers are left out (identities at inference); the
+    layers before the head are copied with their weights and run in inference
+    mode (augmentation and dropout off, BatchNorm on its moving statistics).
+
+    On an image of the training size the result returns a 1x1 map equal to the
+    classifier's probabilities; on a larger image it slides the classifier
+    over every window of the training size at the network's stride, at the
+    cost of one forward pass, and returns a map of class probabilities.
+
+    Args:
+        model: a built classifier (Sequential or functional) with a fixed input
+            size, e.g. from `build_cnn_classifier`, `build_lenet5` or
+            `build_transfer_classifier`.
+        softmax: bool, append a softmax over classes (unless the model's last
+            layer already applies one), so the map holds probabilities.
+        name: str, model name (default `f"{model.name}_convolutional"`).
+
+    Returns:
+        A functional `keras.Model` mapping images `[batch, H, W, 3]` (any
+        H, W >= the training size) to float32 `[batch, H', W', num_classes]`,
+        with `H' = (H - training height) / stride + 1` for an input whose
+        extra size is a multiple of the network stride.
+
+    Raises:
+        ValueError: naming the layer that cannot be converted.
+
+    Example:
+        >>> dense = convolutionalize(build_cnn_classifier(4, (32, 32, 3), filters=(8, 16)))
+        >>> dense(np.zeros((1, 64, 64, 3))).shape
+        (1, 5, 5, 4)
+    """
+    if not isinstance(model, keras.Model) or not model.built or not model.inputs:
+        raise ValueError(
+            "`model` must be a built Keras classifier with an Input layer; received "
+            f"model={model!r}."
+        )
+    head = _find_head(model)
+    _check_head_is_a_chain(head, model)
+    feature_shape = tuple(head[0].input.shape[1:])
+    if len(feature_shape) != 3 or None in feature_shape:
+        raise ValueError(
+            f"convolutionalize needs a fixed-size feature map [height, width, channels] "
+            f"before {head[0].name!r}; received shape {head[0].input.shape}. Build the "
+            "classifier with a fixed input_shape."
+        )
+    feature_height, feature_width, _ = feature_shape
+
+    images = keras.Input((None, None, model.inputs[0].shape[-1]), name="images")
+    # Recorded in the graph: dropout, augmentation and BatchNorm run as at
+    # inference unless the new model is explicitly called with training=True.
+    x = _flexible_body(model, head)(images, training=False)
+    flatten_pending = False  # the next Dense reads a flattened h x w map
+    for layer in head:
+        if isinstance(layer, layers.Flatten):
+            flatten_pending = True
+        elif type(layer) in _GLOBAL_POOLING:
+            if getattr(layer, "keepdims", False):
+                raise ValueError(
+                    f"convolutionalize cannot convert layer {layer.name!r} "
+                    f"({type(layer).__name__}) with keepdims=True."
+                )
+            pooling = _GLOBAL_POOLING[type(layer)]
+            x = pooling((feature_height, feature_width), strides=1, name=layer.name)(x)
+        elif isinstance(layer, _INFERENCE_IDENTITY):
+            continue
+        elif isinstance(layer, layers.Dense):
+            kernel_size = (feature_height, feature_width) if flatten_pending else (1, 1)
+            kernel, *bias = layer.get_weights()
+            conv = layers.Conv2D(
+                layer.units,
+                kernel_size,
+                activation=layer.activation,
+                use_bias=layer.use_bias,
+                dtype=layer.dtype_policy,
+                name=layer.name,
+            )
+            x = conv(x)
+            conv.set_weights([kernel.reshape(conv.kernel.shape), *bias])
+            flatten_pending = False
+        elif isinstance(layer, _POINTWISE) or (
+            isinstance(layer, layers.BatchNormalization) and not flatten_pending
+        ):
+            # Softmax and BatchNorm act on the class/unit axis: the last one
+            # of a [batch, units] tensor is the last one of the score map too.
+            has_axis = isinstance(layer, (layers.Softmax, layers.BatchNormalization))
+            clone = _clone(layer, axis=-1) if has_axis else _clone(layer)
+            x = clone(x, training=False) if isinstance(layer, layers.BatchNormalization) else clone(x)
+            clone.set_weights(layer.get_weights())
+        else:
+            raise ValueError(
+                f"convolutionalize cannot convert layer {layer.name!r} ({type(layer).__name__}) "
+                f"of model {model.name!r}: the head must be {_SUPPORTED_HEAD}"
+                + (" (BatchNormalization only after the first Dense layer)." if flatten_pending else ".")
+            )
+    if flatten_pending:
+        raise ValueError(
+            f"convolutionalize: the head of model {model.name!r} has no Dense layer after "
+            f"{head[0].name!r}, so there is nothing to turn into a convolution."
+        )
+    if softmax and not _ends_with_softmax(head[-1]):
+        x = layers.Softmax(axis=-1, dtype="float32", name="probabilities")(x)
+    else:
+        x = layers.Activation("linear", dtype="float32", name="scores")(x)
+    return keras.Model(images, x, name=name or f"{model.name}_convolutional")
+
+
+__all__ = [
+    "HEAD_TYPES",
+    "LENET5_MIN_SIZE",
+    "POOLING_TYPES",
+    "TRANSFER_MODES",
+    "TrainingAugmentation",
+    "build_cnn_classifier",
+    "build_lenet5",
+    "build_transfer_classifier",
+    "check_finetune_blocks",
+    "convolutionalize",
+    "freeze_batch_norm",
+]
