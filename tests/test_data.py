@@ -451,9 +451,10 @@ def test_oxford_pets_trimap_mapping():
     assert len(data.PETS_CLASS_NAMES) == 3
 
 
-def test_tfds_classification_mocked_grayscale_to_rgb():
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "oxford_flowers102"])
+def test_tfds_classification_mocked_to_rgb(name):
     with tfds.testing.mock_data(num_examples=3):
-        ds = data.load_tfds_classification("mnist", "train", image_size=32)
+        ds = data.load_tfds_classification(name, "train", image_size=32)
         assert ds.element_spec[0] == tf.TensorSpec((32, 32, 3), tf.float32)
         assert ds.element_spec[1] == tf.TensorSpec((), tf.int32)
         assert len(list(ds)) == 3
