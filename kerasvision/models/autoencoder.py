@@ -70,6 +70,22 @@ def check_generated_image_shape(image_shape, num_stages, name="input_shape"):
         ) from None
 
 
+def check_upsampling_network_args(latent_dim, output_shape, filters, kernel_size):
+    """Validates the arguments shared by decoders and generators (latent -> image).
+
+    Returns:
+        `(filters, output_shape, latent_dim, kernel_size, base)`, checked, where
+        `base` is the `(height, width)` the first projection is reshaped to
+        (the output size divided by 2 per upsampling stage).
+    """
+    filters = check_filters(filters)
+    output_shape = check_generated_image_shape(output_shape, len(filters), name="output_shape")
+    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
+    base = output_shape[0] // 2 ** len(filters), output_shape[1] // 2 ** len(filters)
+    return filters, output_shape, latent_dim, kernel_size, base
+
+
 def _apply_norm(x, batch_norm, name):
     if batch_norm:
         return layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -148,11 +164,9 @@ def build_conv_decoder(latent_dim=64, output_shape=(32, 32, 3), filters=(64, 32)
         >>> decoder.output_shape
         (None, 32, 32, 3)
     """
-    filters = check_filters(filters)
-    output_shape = check_generated_image_shape(output_shape, len(filters), name="output_shape")
-    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
-    base = output_shape[0] // 2 ** len(filters), output_shape[1] // 2 ** len(filters)
+    filters, output_shape, latent_dim, kernel_size, base = check_upsampling_network_args(
+        latent_dim, output_shape, filters, kernel_size
+    )
     latents = keras.Input((latent_dim,), name=f"{name}_latents")
     x = layers.Dense(base[0] * base[1] * filters[0], use_bias=not batch_norm,
                      name=f"{name}_project")(latents)
@@ -475,5 +489,6 @@ __all__ = [
     "build_conv_encoder",
     "check_filters",
     "check_generated_image_shape",
+    "check_upsampling_network_args",
     "vae_kl_divergence",
 ]

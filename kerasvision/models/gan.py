@@ -28,7 +28,11 @@ from kerasvision.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from kerasvision.models.autoencoder import check_filters, check_generated_image_shape
+from kerasvision.models.autoencoder import (
+    check_filters,
+    check_generated_image_shape,
+    check_upsampling_network_args,
+)
 from kerasvision.models.trainer import GenerativeTrainer
 from kerasvision.validation import check_float, check_int
 
@@ -88,11 +92,9 @@ def build_dcgan_generator(latent_dim=128, output_shape=(32, 32, 3), filters=(256
         >>> generator.output_shape
         (None, 32, 32, 3)
     """
-    filters = check_filters(filters)
-    output_shape = check_generated_image_shape(output_shape, len(filters), name="output_shape")
-    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
-    base = output_shape[0] // 2 ** len(filters), output_shape[1] // 2 ** len(filters)
+    filters, output_shape, latent_dim, kernel_size, base = check_upsampling_network_args(
+        latent_dim, output_shape, filters, kernel_size
+    )
     latents = keras.Input((latent_dim,), name=f"{name}_latents")
     # BatchNorm follows every hidden layer, so their biases would be redundant.
     x = layers.Dense(base[0] * base[1] * filters[0], use_bias=False,
