@@ -34,6 +34,7 @@ from kerasvision.validation import (
     check_image_batch,
     check_int,
     check_num_classes,
+    check_numeric_dtype,
 )
 
 SHAPES_CLASS_NAMES = ("background", "disk", "square", "triangle", "cross")
@@ -521,13 +522,13 @@ def _check_image_size(image_size, allow_none=True):
         return None
     if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
         return tuple(check_int("image_size", s, minimum=1) for s in image_size)
-    try:
-        size = check_int("image_size", image_size, minimum=1)
-    except ValueError:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
         raise ValueError(
             "`image_size` must be an int or a (height, width) pair"
             f"{' or None' if allow_none else ''}; received image_size={image_size!r}."
-        ) from None
+        )
+    # An int out of range gets check_int's own message ("must be >= 1").
+    size = check_int("image_size", image_size, minimum=1)
     return (size, size)
 
 
@@ -749,6 +750,43 @@ def _files_by_stem(arg, directory, extensions):
     return files
 
 
+IMAGE_END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
+"""Bytes that end every complete file of a format: the PNG IEND chunk type and
+the JPEG end-of-image marker. Some writers append data after them, so checks
+search the last `IMAGE_TAIL_BYTES` of a file rather than its very last bytes."""
+IMAGE_TAIL_BYTES = 64 * 1024
+
+
+def _open_image_file(arg, path):
+    """Opens `path` with PIL (header only), or raises a ValueError naming `arg` and the file.
+
+    Catches, before training starts, files that tf.data would fail on halfway
+    through an epoch with a message that names no file: files that are not
+    images (e.g. an HTML error page saved as `.jpg`) and PNG/JPEG files cut
+    short by an interrupted copy or download.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(
+            f"`{arg}` must hold readable JPEG or PNG images; {path!r} is not one ({error})."
+        ) from None
+    marker = IMAGE_END_MARKERS.get(image.format)
+    if marker is not None:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - IMAGE_TAIL_BYTES))
+            complete = marker in handle.read()
+        if not complete:
+            image.close()
+            raise ValueError(
+                f"`{arg}` must hold complete JPEG or PNG images; {path!r} is a truncated "
+                f"{image.format} file (no end-of-image marker): copy it again or remove it."
+            )
+    return image
+
+
 def _few(names, limit=5):
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -781,11 +819,9 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
 
     Raises:
         ValueError: a missing or empty directory, images without masks or masks
-            without images, a mask that is not single-channel, or an image and
-            mask of different sizes.
+            without images, a file that is not an image or is truncated, a mask
+            that is not single-channel, or an image and mask of different sizes.
     """
-    from PIL import Image
-
     size = _check_image_size(image_size)
     images = _files_by_stem("images_dir", images_dir, _IMAGE_EXTENSIONS)
     masks = _files_by_stem("masks_dir", masks_dir, _MASK_EXTENSIONS)
@@ -804,8 +840,9 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
     stems = sorted(images)
     mismatched, multichannel = [], []
     for stem in stems:
-        # Image.open reads only the header; pixels are decoded later by tf.data.
-        with Image.open(images[stem]) as image, Image.open(masks[stem]) as mask:
+        # Only headers and file tails are read; pixels are decoded later by tf.data.
+        with _open_image_file("images_dir", images[stem]) as image, \
+                _open_image_file("masks_dir", masks[stem]) as mask:
             if image.size != mask.size:
                 mismatched.append(f"{stem} (image {image.size[1]}x{image.size[0]}, "
                                   f"mask {mask.size[1]}x{mask.size[0]})")
@@ -867,6 +904,7 @@ def check_segmentation_batch(images, masks, num_classes, ignore_label=IGNORE_LAB
     num_classes = check_num_classes(num_classes)
     images, masks = _to_numpy(images), _to_numpy(masks)
     check_image_batch(images, "images")
+    check_numeric_dtype("images", images, "RGB values in [0, 255]")
     if masks.ndim != 3:
         hint = " (drop the channel axis: masks[..., 0])" if masks.ndim == 4 and \
             masks.shape[-1] == 1 else ""
@@ -923,10 +961,18 @@ def validate_dataset(ds, num_classes, num_batches=1, ignore_label=IGNORE_LABEL):
     spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise ValueError(f"`ds` must yield (images, masks) pairs; its element spec is {spec}.")
+    checked = 0
     for images, masks in ds.take(num_batches):
         if images.shape.rank == 3:
             images, masks = images[None], masks[None]
         check_segmentation_batch(images, masks, num_classes, ignore_label=ignore_label)
+        checked += 1
+    # An empty dataset would otherwise pass here and make `fit` run zero steps.
+    if not checked:
+        raise ValueError(
+            "`ds` must yield at least one (images, masks) element; received an empty dataset "
+            "(an empty folder, a split with no examples, or take(0)/filter dropping everything?)."
+        )
     return ds
 
 
@@ -1021,6 +1067,11 @@ class SegmentationAugmenter:
         images = tf.clip_by_value(tf.cast(out["images"], tf.float32), 0.0, 255.0)
         return images, labels
 
+    @property
+    def variables(self):
+        """The layers' variables (their random states)."""
+        return self._pipeline.variables
+
     def __repr__(self):
         names = ", ".join(type(layer).__name__ for layer in self.layers)
         return f"SegmentationAugmenter([{names}])"
@@ -1106,19 +1157,110 @@ def _check_pipeline_args(ds, batch_size, shuffle_buffer, cache, seed):
         _check_seed(seed)
 
 
+_TRAINING_EPOCH = []
+
+
+def training_epoch():
+    """The variable that keys every training pipeline's randomness by epoch.
+
+    A `tf.data` shuffle with a fixed seed draws a new order each time it is
+    iterated, and Keras augmentation layers advance a random state with each
+    call; a process that restarts at epoch k (resuming after a kill) would
+    replay epoch 0's draws. Training pipelines instead read this variable when
+    an epoch's iterator starts and derive their shuffle order and augmentation
+    draws from `(seed, epoch)`, so epoch k sees the same batches whether or
+    not the process restarted. `kerasvision.training.KeyPipelinesByEpoch`
+    sets it at the start of every epoch of `fit`.
+
+    Returns:
+        A scalar int64 `tf.Variable` (one per process, created on first use
+        outside any distribution strategy's scope).
+    """
+    if not _TRAINING_EPOCH:
+        with tf.device("/CPU:0"):
+            _TRAINING_EPOCH.append(
+                tf.Variable(0, dtype=tf.int64, trainable=False, name="training_epoch"))
+    return _TRAINING_EPOCH[0]
+
+
+def _random_seed_states(augmenter):
+    """The random-state variables of an augmenter's Keras layers (none for a plain function)."""
+    return [variable for variable in getattr(augmenter, "variables", ())
+            if variable.path.endswith("seed_generator_state")]
+
+
+def epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder, augment=None,
+                        augmenter=None):
+    """Shuffled, batched and augmented training batches whose draws depend only on (seed, epoch).
+
+    Args:
+        ds: unbatched (cached) `tf.data.Dataset`.
+        batch_size: int >= 1.
+        shuffle_buffer: int >= 1.
+        seed: int or None (None: drawn from numpy's global generator, which
+            `keras.utils.set_random_seed` seeds).
+        drop_remainder: bool.
+        augment: optional callable on batches, mapped over the dataset.
+        augmenter: the Keras augmentation object `augment` calls, whose
+            random states are re-keyed before each batch by
+            `(seed, epoch, batch index)`; None leaves `augment`'s own
+            randomness (not reproducible across a restart).
+
+    Returns:
+        `tf.data.Dataset` of batches for the epoch that `training_epoch()`
+        holds when iteration starts, with the cardinality of one epoch.
+    """
+    epoch = training_epoch()
+    base_seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
+    states = _random_seed_states(augmenter)
+    num_batches = ds.batch(batch_size, drop_remainder=drop_remainder).cardinality()
+
+    def keyed_augment(key, index, batch):
+        # Sequential map (no parallel calls): each batch's states are set and
+        # consumed before the next batch's are.
+        with tf.control_dependencies([
+            state.assign(tf.stack([key, index * len(states) + offset]))
+            for offset, state in enumerate(states)
+        ]):
+            return augment(*batch)
+
+    def one_epoch(epoch_index):
+        key = tf.constant(base_seed, tf.int64) * 1_000_003 + epoch_index
+        # A tensor seed is combined with the graph-level seed by a Python
+        # comparison that fails when that seed is 0 (`set_random_seed(0)`);
+        # the key already holds the run's seed, so this function's graph needs none.
+        tf.compat.v1.get_default_graph().seed = None
+        batches = ds.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
+        batches = batches.batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda index, batch: (key, index, batch))
+
+    # Only the shuffle lives inside flat_map: its function is re-instantiated
+    # for every epoch, which costs about a second with augmentation inside.
+    keyed = tf.data.Dataset.range(1).map(lambda _: epoch.read_value()).flat_map(one_epoch)
+    if augment is None:
+        keyed = keyed.map(lambda key, index, batch: batch)
+    elif not states:
+        keyed = keyed.map(lambda key, index, batch: augment(*batch),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        keyed = keyed.map(keyed_augment)
+    if num_batches >= 0:  # keeps the progress bar's step count from the first epoch
+        keyed = keyed.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return keyed
+
+
 def _batched_pipeline(ds, batch_size, training, augment, shuffle_buffer, cache, seed,
-                      drop_remainder):
+                      drop_remainder, augmenter=None):
     # Cache the decoded, unaugmented examples: augmentation must stay random
     # per epoch, so it runs after the cache.
     if cache:
         ds = ds.cache() if cache is True else ds.cache(cache)
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
-                  num_parallel_calls=tf.data.AUTOTUNE)
-    # Augmenting whole batches amortises the per-call cost of the Keras layers.
-    if training and augment is not None:
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder,
+                                 augment=augment, augmenter=augmenter)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                      num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -1146,7 +1288,7 @@ def make_segmentation_pipeline(ds, batch_size, training, augmenter=None, shuffle
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return _batched_pipeline(ds, batch_size, training, augmenter, shuffle_buffer, cache, seed,
-                             drop_remainder)
+                             drop_remainder, augmenter=augmenter)
 
 
 def make_classification_pipeline(ds, batch_size, training, augmenter=None, shuffle_buffer=1024,
@@ -1173,4 +1315,4 @@ def make_classification_pipeline(ds, batch_size, training, augmenter=None, shuff
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return _batched_pipeline(ds, batch_size, training, augment, shuffle_buffer, cache, seed,
-                             drop_remainder)
+                             drop_remainder, augmenter=augmenter)

@@ -22,8 +22,14 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from kerasvision import data, visualize
-from kerasvision.training import StopOnNonFiniteLoss, read_history, write_json
+from kerasvision import data, distribute, visualize
+from kerasvision.training import (
+    KeyPipelinesByEpoch,
+    ResumableBackup,
+    StopOnNonFiniteLoss,
+    read_history,
+    write_json,
+)
 from kerasvision.validation import check_int
 
 DATASETS = ("shapes", "mnist", "fashion_mnist", "celeb_a", "oxford_flowers102")
@@ -134,9 +140,10 @@ def make_generative_pipeline(ds, batch_size, training, image_size=None, shuffle_
                 num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if training:  # shuffle order keyed by (seed, epoch): a resumed run sees the same batches
+        ds = data.epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -309,7 +316,8 @@ def generative_callbacks(output_dir, sample_fn, nrows=None):
     """
     os.makedirs(output_dir, exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        ResumableBackup(os.path.join(output_dir, "backup")),
+        KeyPipelinesByEpoch(),
         StopOnNonFiniteLoss(),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         SampleGridCallback(sample_fn, os.path.join(output_dir, "samples_epoch{epoch:03d}.png"),
@@ -336,7 +344,8 @@ def train_generative(model, args, train, validation, sample_fn, export_fn, verbo
     """
     started = time.time()
     callbacks = generative_callbacks(args.output_dir, sample_fn, nrows=nrows)
-    model.fit(
+    distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
+        model,
         train,
         validation_data=validation,
         epochs=1 if args.smoke else args.epochs,

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from kerasvision import distribute
 from kerasvision.backbones import get_backbone_spec, set_trainable_blocks
 from kerasvision.validation import IGNORE_LABEL, check_choice, check_int
 
@@ -90,16 +92,44 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     `kl_loss`, ...), so trainers with several losses cannot train on NaN.
     Raises `NonFiniteLossError` naming the epoch, step and loss; checkpoints
     already written are left intact.
+
+    Under loss scaling (`mixed_float16`: every optimizer of the model is a
+    `LossScaleOptimizer`) a non-finite step is skipped by the optimizer, which
+    leaves the weights untouched and halves its scale, so one bad batch is
+    not fatal. Training stops there only when the scale falls below
+    `min_loss_scale`: non-finite steps that persist (about 15 in a row from
+    the default scale of 2^15).
+
+    Args:
+        min_loss_scale: float, the loss scale below which a loss-scaled run stops.
     """
 
-    def __init__(self):
+    def __init__(self, min_loss_scale=1.0):
         super().__init__()
+        self.min_loss_scale = min_loss_scale
         self._epoch = 0
+        self._scalers = None
+
+    def on_train_begin(self, logs=None):
+        self._scalers = _loss_scale_optimizers(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._scalers:
+            # Built (and given a scale) by the first step, before this runs.
+            scale = min(float(getattr(optimizer, "dynamic_scale", np.inf))
+                        for optimizer in self._scalers)
+            if scale < self.min_loss_scale:
+                self.model.stop_training = True
+                raise NonFiniteLossError(
+                    f"Training stopped: the loss scale fell to {scale:g} at epoch "
+                    f"{self._epoch + 1}, step {batch + 1}: gradients were non-finite for "
+                    "many steps in a row (skipped by loss scaling). Check the data for NaN "
+                    "or infinite values, or lower the learning rate."
+                )
+            return
         for key, value in (logs or {}).items():
             if "loss" not in key:
                 continue
@@ -112,6 +142,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                     "or infinite values, or use --precision mixed_float16 (its loss "
                     "scaling skips non-finite steps)."
                 )
+
+
+def _loss_scale_optimizers(model):
+    """The model's `LossScaleOptimizer`s when every optimizer it trains with is one, else []."""
+    optimizers = [getattr(model, "optimizer", None)] + [
+        value for value in vars(model).values() if isinstance(value, keras.optimizers.Optimizer)
+    ]
+    optimizers = list({id(o): o for o in optimizers if o is not None}.values())
+    if optimizers and all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers):
+        return optimizers
+    return []
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -135,6 +176,125 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class KeyPipelinesByEpoch(keras.callbacks.Callback):
+    """Sets `kerasvision.data.training_epoch()` at the start of each epoch.
+
+    Training pipelines from `kerasvision.data` and `kerasvision.generative`
+    derive their shuffle order and augmentation draws from it, so a run
+    resumed at epoch k sees the batches an uninterrupted run sees there.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from kerasvision.data import training_epoch
+
+        training_epoch().assign(epoch)
+
+
+def _random_states(model):
+    """The model's random-generator states (dropout, a trainer's noise): not weights."""
+    return [variable for variable in model.variables
+            if variable.path.endswith("seed_generator_state")]
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that a kill cannot leave half-written, random states included.
+
+    Keras's callback rewrites `latest.weights.h5` and then
+    `training_metadata.json` in place: a SIGKILL during the first write
+    corrupts the weights, and one between the two pairs new weights with the
+    previous epoch number, so the resumed run repeats an epoch. Here each
+    backup goes to a new directory, and a pointer file replaced atomically
+    (`os.replace`) names the last complete one; older directories are removed
+    after the switch. `save_weights` skips the random-generator states that
+    draw dropout masks and a GAN's or diffusion model's noise; they are saved
+    beside the weights, so a resumed run draws what the uninterrupted one would.
+    Optimizer state is part of the weights file (built before loading).
+
+    Args:
+        backup_dir: str, directory of the backups (removed when training ends
+            normally; kept when it is killed or raises).
+    """
+
+    _POINTER = "latest"
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+        self._root = backup_dir
+        self._random_states_path = None
+
+    def _select(self, name):
+        directory = os.path.join(self._root, name)
+        self.backup_dir = directory
+        self._weights_path = os.path.join(directory, "latest.weights.h5")
+        self._training_metadata_path = os.path.join(directory, "training_metadata.json")
+        self._prev_weights_path = self._weights_path + ".bkp"  # never written: no double checkpoint
+        self._random_states_path = os.path.join(directory, "random_states.json")
+
+    def on_train_begin(self, logs=None):
+        pointer = os.path.join(self._root, self._POINTER)
+        if not os.path.exists(pointer):
+            return
+        with open(pointer) as handle:
+            self._select(handle.read().strip())
+        super().on_train_begin(logs)
+        if os.path.exists(self._random_states_path):
+            with open(self._random_states_path) as handle:
+                saved = json.load(handle)
+            states = _random_states(self.model)
+            if len(saved) == len(states):
+                for variable, value in zip(states, saved):
+                    variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def _save_model(self):
+        name = f"epoch{self._current_epoch:05d}-{time.time_ns()}"
+        self._select(name)
+        super()._save_model()
+        with open(self._random_states_path, "w") as handle:
+            json.dump([np.asarray(v).tolist() for v in _random_states(self.model)], handle)
+        pointer = os.path.join(self._root, self._POINTER)
+        with open(pointer + ".tmp", "w") as handle:
+            handle.write(name)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(pointer + ".tmp", pointer)
+        for entry in os.listdir(self._root):
+            if entry not in (name, self._POINTER):
+                path = os.path.join(self._root, entry)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that writes to a temporary file and renames it into place.
+
+    A kill while the best checkpoint is being written leaves the previous
+    best intact instead of half a file. Takes `ModelCheckpoint`'s arguments
+    (a fixed `filepath` ending in `.weights.h5` or `.keras`).
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        final_path = self.filepath
+        stem, extension = _split_extension(final_path)
+        self.filepath = f"{stem}.tmp{extension}"
+        try:
+            super()._save_model(epoch, batch, logs)
+        finally:
+            self.filepath = final_path
+        if os.path.exists(f"{stem}.tmp{extension}"):
+            os.replace(f"{stem}.tmp{extension}", final_path)
+
+
+def _split_extension(path):
+    for extension in (".weights.h5", ".keras", ".h5"):
+        if path.endswith(extension):
+            return path[: -len(extension)], extension
+    return os.path.splitext(path)
+
+
 def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
     """The callbacks every recipe trains with.
 
@@ -147,23 +307,31 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
         deadline: float or None, `time.time()` at which training stops (`TimeBudget`).
 
     Returns:
-        list of callbacks: `BackupAndRestore` (rerunning the same command
-        after a kill resumes from the last finished epoch), best checkpoint
-        `best.weights.h5`, `StopOnNonFiniteLoss`, a CSV log `history.csv` and
+        list of callbacks: `ResumableBackup` (rerunning the same command
+        after a kill resumes from the last finished epoch), `KeyPipelinesByEpoch`,
+        best checkpoint `best.weights.h5` (written atomically), `StopOnNonFiniteLoss`, a CSV log `history.csv` and
         `TimeBudget` (last, so the epoch it cuts short is still saved).
     """
     os.makedirs(run_dir, exist_ok=True)
+    best_path = os.path.join(run_dir, "best.weights.h5")
+    history_path = os.path.join(run_dir, "history.csv")
+    # A resumed run (or a later phase) must beat the best already saved, not
+    # overwrite it with its first epoch.
+    previous = read_history(history_path).get(monitor) if os.path.exists(best_path) else None
+    best_so_far = (max(previous) if mode == "max" else min(previous)) if previous else None
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, f"backup_{phase}")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.weights.h5"),
+        ResumableBackup(os.path.join(run_dir, f"backup_{phase}")),
+        KeyPipelinesByEpoch(),
+        AtomicModelCheckpoint(
+            best_path,
             monitor=monitor,
             mode=mode,
             save_best_only=True,
             save_weights_only=True,
+            initial_value_threshold=best_so_far,
         ),
         StopOnNonFiniteLoss(),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(history_path, append=True),
         TimeBudget(deadline),
     ]
 
@@ -249,7 +417,9 @@ def fit_two_phase(
         else:
             compile_fn(learning_rate)
             _build_optimizer(model)
-            model.fit(
+            # model.fit, or the multi-worker loop Keras' fit lacks (keras#20585).
+            distribute.fit(
+                model,
                 train_data,
                 validation_data=validation_data,
                 initial_epoch=first_epoch,
@@ -275,7 +445,7 @@ def _build_optimizer(model):
 
 def _save_atomically(model, path):
     """Writes weights to a temporary file, then renames it: a kill never leaves half a file."""
-    temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    temporary = _split_extension(path)[0] + ".tmp.weights.h5"
     model.save_weights(temporary)
     os.replace(temporary, path)
 
