@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from kerasvision import data, visualize
+from kerasvision import data, distribute, visualize
 from kerasvision.export import export_image_model
 from kerasvision.models.classifier import freeze_batch_norm
 from kerasvision.training import (
@@ -186,13 +186,19 @@ def load_classification_data(args, augmenter=None):
 
 
 def compile_classifier(model, learning_rate, jit_compile="auto"):
-    """Compiles a logits classifier with Adam, sparse cross-entropy and accuracy."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=resolve_jit_compile(jit_compile),
-    )
+    """Compiles a logits classifier with Adam, sparse cross-entropy and accuracy.
+
+    Runs in the scope of the strategy the model was built under (see
+    `--strategy`), where the optimizer is also built.
+    """
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=resolve_jit_compile(jit_compile),
+        )
+        model.optimizer.build(model.trainable_variables)
 
 
 def classification_confusion_matrix(model, dataset, num_classes):
@@ -276,7 +282,8 @@ def fit_classifier(model, train, validation, run_dir, epochs, verbose=2, patienc
                 monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True
             )
         )
-    model.fit(
+    distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
+        model,
         train,
         validation_data=validation,
         epochs=epochs,

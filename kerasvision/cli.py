@@ -1,6 +1,8 @@
 """The flags every recipe shares, and the wrapper that turns bad input into one-line errors.
 
-A recipe adds its own flags to `recipe_parser(...)` and ends with
+A recipe adds its own flags to `recipe_parser(...)`, calls `setup_run`,
+builds (and compiles) its model inside `args.distribute_strategy.scope()`
+(`--strategy`, see `kerasvision.distribute`) and ends with
 `if __name__ == "__main__": run(main)`.
 """
 
@@ -9,7 +11,9 @@ import os
 import sys
 
 import keras
+import tensorflow as tf
 
+from kerasvision.distribute import STRATEGIES, get_strategy, is_chief, worker_directory
 from kerasvision.training import PRECISIONS, default_verbose, select_precision
 
 
@@ -46,6 +50,17 @@ def recipe_parser(description, **defaults):
     )
     common.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling")
     common.add_argument(
+        "--deterministic", action="store_true",
+        help="bitwise-reproducible runs: seeds everything and enables TensorFlow op "
+        "determinism (slower; turns XLA off, which op determinism disables anyway)",
+    )
+    common.add_argument(
+        "--strategy", choices=STRATEGIES, default="default",
+        help="tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+        "multi_worker (the processes in TF_CONFIG; only the chief writes --output-dir and "
+        "--export-dir), tpu (TPU_NAME or the local TPU VM); --batch-size is the global batch",
+    )
+    common.add_argument(
         "--output-dir", help="checkpoints, logs and plots (default: runs/<run name>)"
     )
     common.add_argument(
@@ -70,12 +85,23 @@ def check_common_args(args):
         value = getattr(args, flag)
         if value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1; received {value}.")
-    if args.learning_rate <= 0:
+    if not args.learning_rate > 0:  # also rejects nan
         raise ValueError(f"--learning-rate must be > 0; received {args.learning_rate}.")
+    # numpy rejects negative seeds deep inside `set_random_seed`, naming no flag.
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0; received {args.seed}.")
 
 
 def setup_run(args, run_name):
-    """Seeds everything, sets the precision policy and creates the output directory.
+    """Creates the distribution strategy, seeds everything, sets the precision, makes the output dir.
+
+    Sets `args.distribute_strategy` (the `tf.distribute.Strategy` of
+    `--strategy`): recipes build and compile their models inside
+    `args.distribute_strategy.scope()`. Under `--strategy multi_worker` a
+    worker other than the chief writes its checkpoints, plots and export to
+    its own directory (`kerasvision.distribute.worker_directory`), never to
+    `--output-dir`/`--export-dir`. `--deterministic` enables TensorFlow op
+    determinism and sets `--jit-compile false`.
 
     Args:
         args: parsed flags of a `recipe_parser`.
@@ -86,12 +112,49 @@ def setup_run(args, run_name):
         The `fit` verbosity to use.
     """
     check_common_args(args)
+    # First: MultiWorkerMirroredStrategy must configure the runtime before
+    # anything runs a TensorFlow op (seeding included).
+    strategy = get_strategy(args.strategy)
+    args.distribute_strategy = strategy
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        # Unequal per-replica batches would weight their examples unequally.
+        raise ValueError(
+            f"--batch-size ({args.batch_size}) must be a multiple of the {replicas} replicas "
+            f"of --strategy {args.strategy}: it is the global batch, split evenly."
+        )
+    if args.strategy != "default":
+        print(f"strategy: {args.strategy}, {replicas} replica(s) in sync (--batch-size is global)")
     args.output_dir = args.output_dir or os.path.join("runs", run_name)
     args.export_dir = args.export_dir or os.path.join("saved_models", run_name)
+    if not is_chief(strategy):
+        args.output_dir = worker_directory(args.output_dir, strategy)
+        args.export_dir = worker_directory(args.export_dir, strategy)
+        print(f"not the chief: writing to {args.output_dir} and {args.export_dir}")
+    if _xla_unavailable(args, strategy) and args.jit_compile != "false":
+        args.jit_compile = "false"
     keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     args.precision = select_precision(args.precision)
     os.makedirs(args.output_dir, exist_ok=True)
     return default_verbose() if args.verbose is None else args.verbose
+
+
+def _xla_unavailable(args, strategy):
+    """Whether the run cannot use XLA, printing why; `--jit-compile true` is then overridden."""
+    reason = None
+    if args.deterministic:
+        reason = "--deterministic (op determinism silently disables XLA)"
+    elif args.strategy == "multi_worker":
+        reason = "--strategy multi_worker (its training loop runs without XLA)"
+    elif strategy.num_replicas_in_sync > 1 and all(
+        "CPU" in device.upper() for device in strategy.extended.worker_devices
+    ):
+        reason = "several CPU replicas (XLA cannot place their variables)"
+    if reason and args.jit_compile == "true":
+        print(f"--jit-compile true ignored: XLA off with {reason}")
+    return reason is not None
 
 
 def run(main, argv=None):

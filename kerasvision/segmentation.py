@@ -108,13 +108,21 @@ def load_segmentation_data(args):
 
 
 def compile_segmenter(model, num_classes, loss, learning_rate, jit_compile="auto"):
-    """Compiles a segmenter with Adam, the named loss and mIoU / pixel accuracy."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=get_segmentation_loss(loss, num_classes=num_classes),
-        metrics=[MeanIoU(num_classes, name="mean_iou"), PixelAccuracy(num_classes, name="pixel_accuracy")],
-        jit_compile=resolve_jit_compile(jit_compile),
-    )
+    """Compiles a segmenter with Adam, the named loss and mIoU / pixel accuracy.
+
+    Runs in the scope of the strategy the model was built under (see
+    `--strategy`): the optimizer and metric variables must be distributed
+    like the weights. The optimizer is built here, inside that scope.
+    """
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=get_segmentation_loss(loss, num_classes=num_classes),
+            metrics=[MeanIoU(num_classes, name="mean_iou"),
+                     PixelAccuracy(num_classes, name="pixel_accuracy")],
+            jit_compile=resolve_jit_compile(jit_compile),
+        )
+        model.optimizer.build(model.trainable_variables)
 
 
 def train_segmenter(model, args, train, validation, class_names, backbone, pretrained, verbose):

@@ -103,10 +103,11 @@ def export(model, export_dir):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, f"autoencoder_{args.mode}")
-    model = build_model(args)  # first: bad sizes fail before data is generated
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_model(args)  # first: bad sizes fail before data is generated
+        model.compile(keras.optimizers.Adam(args.learning_rate),
+                      jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
-    model.compile(keras.optimizers.Adam(args.learning_rate),
-                  jit_compile=resolve_jit_compile(args.jit_compile))
     print(f"autoencoder ({args.mode}): {model.count_params():,} parameters")
 
     originals = sample_batch(validation, min(args.num_samples, 8))

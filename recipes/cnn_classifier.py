@@ -62,18 +62,19 @@ def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, "cnn_classifier")
     train, validation, class_names = load_classification_data(args)
-    model = build_cnn_classifier(
-        len(class_names),
-        (args.image_size, args.image_size, 3),
-        filters=args.filters,
-        convs_per_block=args.convs_per_block,
-        pooling=args.pooling,
-        head=args.head,
-        batch_norm=args.batch_norm,
-        dense_units=args.dense_units,
-        dropout=args.dropout,
-        augmentation=build_augmenter(args),
-    )
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_cnn_classifier(
+            len(class_names),
+            (args.image_size, args.image_size, 3),
+            filters=args.filters,
+            convs_per_block=args.convs_per_block,
+            pooling=args.pooling,
+            head=args.head,
+            batch_norm=args.batch_norm,
+            dense_units=args.dense_units,
+            dropout=args.dropout,
+            augmentation=build_augmenter(args),
+        )
     print(f"{model.name}: {model.count_params():,} parameters")
     return train_classifier(
         model, args, train, validation, class_names, verbose, patience=args.patience

@@ -77,13 +77,14 @@ def build_model(args):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, "dcgan")
-    model = build_model(args)  # first: bad sizes fail before data is generated
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_model(args)  # first: bad sizes fail before data is generated
+        model.compile(
+            d_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+            g_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+            jit_compile=resolve_jit_compile(args.jit_compile),
+        )
     train, validation = load_generative_data(args)
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
-        g_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
-        jit_compile=resolve_jit_compile(args.jit_compile),
-    )
     print(f"DCGAN: generator {model.generator.count_params():,} parameters, "
           f"discriminator {model.discriminator.count_params():,}")
     latents = fixed_latents(args.num_samples, model.latent_dim, args.seed)

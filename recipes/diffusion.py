@@ -110,7 +110,8 @@ def main(argv=None):
     check_args(args)
     verbose = setup_run(args, "diffusion")
     train, validation = load_generative_data(args)
-    model = build_model(args)
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_model(args)
     print(f"denoiser: {model.network.count_params():,} parameters, T={args.timesteps} "
           f"({args.schedule} schedule)")
 

@@ -67,16 +67,17 @@ def main(argv=None):
     weights = None if str(args.weights).lower() == "none" else args.weights
     weights = resolve_weights(args.backbone, weights)
     train, validation, class_names = load_segmentation_data(args)
-    model = build_fcn(
-        len(class_names),
-        (args.image_size, args.image_size, 3),
-        backbone=args.backbone,
-        variant=args.variant,
-        weights=weights,
-        upsampling=args.upsampling,
-        fc_units=args.fc_units or (4096 if weights is not None else 1024),
-        dropout=args.dropout,
-    )
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_fcn(
+            len(class_names),
+            (args.image_size, args.image_size, 3),
+            backbone=args.backbone,
+            variant=args.variant,
+            weights=weights,
+            upsampling=args.upsampling,
+            fc_units=args.fc_units or (4096 if weights is not None else 1024),
+            dropout=args.dropout,
+        )
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
     return train_segmenter(
         model, args, train, validation, class_names, args.backbone, weights is not None, verbose

@@ -158,10 +158,11 @@ def main(argv=None):
     verbose = setup_run(args, "heatmap")
     train, validation = load_data(args)
 
-    classifier = build_cnn_classifier(
-        len(CLASS_NAMES), (WINDOW, WINDOW, 3), filters=args.filters, head="flatten",
-        dense_units=(64,), dropout=0.3,
-    )
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        classifier = build_cnn_classifier(
+            len(CLASS_NAMES), (WINDOW, WINDOW, 3), filters=args.filters, head="flatten",
+            dense_units=(64,), dropout=0.3,
+        )
     compile_classifier(classifier, args.learning_rate, args.jit_compile)
     epochs, steps = (1, 2) if args.smoke else (args.epochs, None)
     history = fit_classifier(classifier, train, validation, args.output_dir, epochs, verbose,

@@ -78,15 +78,16 @@ def main(argv=None):
     weights = None if str(args.weights).lower() == "none" else args.weights
     weights = resolve_weights(args.backbone, weights)
     train, validation, class_names = load_classification_data(args, augmenter=build_augmenter(args))
-    model = build_transfer_classifier(
-        args.backbone,
-        len(class_names),
-        (args.image_size, args.image_size, 3),
-        weights=weights,
-        mode="feature_extraction",
-        finetune_blocks=args.finetune_blocks,
-        dropout=args.dropout,
-    )
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_transfer_classifier(
+            args.backbone,
+            len(class_names),
+            (args.image_size, args.image_size, 3),
+            weights=weights,
+            mode="feature_extraction",
+            finetune_blocks=args.finetune_blocks,
+            dropout=args.dropout,
+        )
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
     if weights is None and args.max_train_minutes:
         print(f"note: no pretrained weights; {args.max_train_minutes} min of training from random "

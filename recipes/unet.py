@@ -52,15 +52,16 @@ def main(argv=None):
         weights = None if str(args.weights).lower() == "none" else args.weights
         weights = resolve_weights(args.backbone, weights)
     train, validation, class_names = load_segmentation_data(args)
-    model = build_unet(
-        len(class_names),
-        (args.image_size, args.image_size, 3),
-        backbone=args.backbone,
-        weights=weights,
-        depth=args.depth,
-        filters=args.filters,
-        upsampling=args.upsampling,
-    )
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_unet(
+            len(class_names),
+            (args.image_size, args.image_size, 3),
+            backbone=args.backbone,
+            weights=weights,
+            depth=args.depth,
+            filters=args.filters,
+            upsampling=args.upsampling,
+        )
     print(f"{model.name}: {model.count_params():,} parameters")
     return train_segmenter(
         model, args, train, validation, class_names, args.backbone, weights is not None, verbose

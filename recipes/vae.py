@@ -73,10 +73,11 @@ def build_model(args):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, "vae")
-    model = build_model(args)  # first: bad sizes fail before data is generated
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_model(args)  # first: bad sizes fail before data is generated
+        model.compile(keras.optimizers.Adam(args.learning_rate),
+                      jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
-    model.compile(keras.optimizers.Adam(args.learning_rate),
-                  jit_compile=resolve_jit_compile(args.jit_compile))
     print(f"VAE: {model.count_params():,} parameters, latent_dim {model.latent_dim}")
 
     def sample_fn():

@@ -95,10 +95,11 @@ def optimizer(args):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, "wgan_gp" if args.gradient_penalty else "wgan")
-    model = build_model(args)  # first: bad sizes fail before data is generated
+    with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
+        model = build_model(args)  # first: bad sizes fail before data is generated
+        model.compile(d_optimizer=optimizer(args), g_optimizer=optimizer(args),
+                      jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
-    model.compile(d_optimizer=optimizer(args), g_optimizer=optimizer(args),
-                  jit_compile=resolve_jit_compile(args.jit_compile))
     print(f"{type(model).__name__}: generator {model.generator.count_params():,} parameters, "
           f"critic {model.discriminator.count_params():,}, n_critic {model.n_critic}")
     latents = fixed_latents(args.num_samples, model.latent_dim, args.seed)
