@@ -132,6 +132,18 @@ def check_weights_file(path, name="weights"):
             "does not start with the HDF5 signature; it may be truncated or of "
             "another format."
         )
+    # A file cut short keeps its signature; opening it reads the superblock,
+    # which records the file's full length, so truncation is caught here
+    # rather than by a loader that reports a mismatch of layers.
+    import h5py  # a Keras dependency
+
+    try:
+        h5py.File(path, "r").close()
+    except OSError as error:
+        raise ValueError(
+            f"`{name}` must be a readable HDF5 weights file (.h5 / .weights.h5); {path!r} "
+            f"could not be opened, it is probably truncated or corrupt ({error})."
+        ) from None
     return path
 
 

@@ -14,14 +14,23 @@ classifier, per pixel at the input resolution for a segmenter
 (`serving_bytes`: at the model's resolution, since a batch of differently
 sized images has no common one; `image_sizes` int32 `[batch, 2]` gives each
 original size).
+Both check each request before running the model: a wrong shape, an empty
+batch or an entry that cannot be an image (empty, unknown format, truncated
+PNG/JPEG) fails that request with an `InvalidArgumentError` naming the input
+and what it expects; the next request is unaffected.
+
+`load_model` loads a `.keras` file in safe mode after checking it.
 """
 
+import json
 import os
 import re
+import zipfile
 
 import tensorflow as tf
 import keras
 
+from kerasvision.data import IMAGE_END_MARKERS, IMAGE_TAIL_BYTES
 from kerasvision.validation import check_choice
 
 OUTPUT_KINDS = ("logits", "probabilities")
@@ -59,8 +68,107 @@ def _model_image_size(model):
     return height, width
 
 
+def _runtime_shape(x):
+    """`tf.shape(x)` with the rank left unknown until run time.
+
+    A signature does not check the shapes it is fed (TF Serving and
+    `loaded.signatures[...]` pass any shape through), and Grappler folds a
+    rank check of the declared `TensorSpec` away as always true. Reshaping `x`
+    to its own shape padded by a length known only at run time (always 0)
+    hides the declared rank, so checks on the result run on every request.
+    """
+    no_axes = tf.zeros([tf.minimum(tf.size(x), 0)], tf.int32)
+    return tf.shape(tf.reshape(x, tf.concat([tf.shape(x), no_axes], 0)))
+
+
+def _check_images_request(images):
+    """`images` after a run-time check that it is `[batch, height, width, 3]`, none of them 0.
+
+    Without it a wrong request fails deep inside the model ("input depth must
+    be evenly divisible by filter depth", "input must be 4-dimensional").
+    """
+    shape = _runtime_shape(images)
+    # Axes a rank-4 shape would have, zero-padded so a lower rank fails the check too.
+    axes = tf.concat([shape, tf.zeros([4], tf.int32)], 0)[:4]
+    valid = tf.logical_and(tf.equal(tf.size(shape), 4), tf.reduce_all(axes > 0))
+    valid = tf.logical_and(valid, tf.equal(axes[3], 3))
+    check = tf.debugging.Assert(
+        valid,
+        ["`images` must be uint8 [batch, height, width, 3] (RGB) with batch, height and "
+         "width >= 1; received shape", shape],
+        summarize=8,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def _encoded_images_problems(image_bytes):
+    """Per entry, whether it cannot be an image `tf.io.decode_image` reads in full.
+
+    A graph-compatible check before decoding: TensorFlow has no try/except
+    inside a signature, and the decoder's own errors ("Invalid PNG data, size
+    3054") name neither the input nor the entry. Flags empty strings, bytes
+    without the signature of a format that `decode_image` reads (JPEG, PNG,
+    GIF, BMP, WebP, JPEG XL: e.g. base64 text sent without the `{"b64": ...}`
+    wrapper), and PNG or JPEG files without their end marker (truncated).
+    Corruption inside a complete file is left to the decoder.
+    """
+    # Padding keeps every fixed-offset slice below inside the string.
+    padded = tf.strings.join([image_bytes, b"\0" * 12])
+
+    def starts_with(prefix, offset=0):
+        return tf.equal(tf.strings.substr(padded, offset, len(prefix)), prefix)
+
+    is_png = starts_with(b"\x89PNG\r\n\x1a\n")
+    is_jpeg = starts_with(b"\xff\xd8\xff")
+    known = tf.reduce_any(tf.stack([
+        is_png,
+        is_jpeg,
+        starts_with(b"GIF8"),
+        starts_with(b"BM"),
+        tf.logical_and(starts_with(b"RIFF"), starts_with(b"WEBP", offset=8)),
+        starts_with(b"\xff\x0a"),  # JPEG XL codestream
+        starts_with(b"\x00\x00\x00\x0cJXL \r\n\x87\n"),  # JPEG XL container
+    ]), axis=0)
+    length = tf.strings.length(image_bytes)
+    tail_length = tf.fill(tf.shape(length), IMAGE_TAIL_BYTES)  # substr wants equal shapes
+    tail = tf.strings.substr(image_bytes, tf.maximum(length - IMAGE_TAIL_BYTES, 0), tail_length)
+
+    def ends_with_marker(image_format):
+        pieces = tf.strings.split(tail, sep=IMAGE_END_MARKERS[image_format])
+        return pieces.row_lengths() > 1
+
+    complete = tf.logical_and(
+        tf.logical_or(tf.logical_not(is_png), ends_with_marker("PNG")),
+        tf.logical_or(tf.logical_not(is_jpeg), ends_with_marker("JPEG")),
+    )
+    return tf.logical_not(tf.logical_and(tf.logical_and(length > 0, known), complete))
+
+
+def _check_bytes_request(image_bytes):
+    """`image_bytes` after run-time checks: a non-empty vector of decodable-looking images."""
+    shape = _runtime_shape(image_bytes)
+    check_shape = tf.debugging.Assert(
+        tf.logical_and(tf.equal(tf.size(shape), 1), tf.size(image_bytes) > 0),
+        ["`image_bytes` must be a vector [batch] of encoded images with batch >= 1; "
+         "received shape", shape],
+    )
+    with tf.control_dependencies([check_shape]):
+        problems = _encoded_images_problems(tf.reshape(image_bytes, [-1]))
+    check_images = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(problems)),
+        ["`image_bytes` must hold complete JPEG, PNG, GIF, BMP, WebP or JPEG XL files; the "
+         "entries at these indices could not be decoded as images (empty, not an image, or "
+         "truncated):", tf.where(problems)[:, 0]],
+        summarize=16,
+    )
+    with tf.control_dependencies([check_images]):
+        return tf.identity(image_bytes)
+
+
 def _decode_images(image_bytes, size):
     """Decodes a batch of encoded images to float32 `[batch, *size, 3]` and their sizes."""
+    image_bytes = _check_bytes_request(image_bytes)
 
     def decode_one(encoded):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -106,6 +214,7 @@ def export_image_model(model, export_dir, outputs="logits", version=None):
         return {"probabilities": probabilities, "class_ids": class_ids}
 
     def serve_images(images):
+        images = _check_images_request(images)
         input_size = tf.shape(images)[1:3]
         resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
         return to_outputs(model(resized, training=False), input_size)
@@ -200,6 +309,89 @@ def load_export(path):
     return loaded
 
 
+def _find_lambda_layers(config):
+    """Names of the `Lambda` layers anywhere in a saved model's config (nested models included)."""
+    found = []
+    if isinstance(config, dict):
+        if config.get("class_name") == "Lambda":
+            found.append(config.get("config", {}).get("name", "?"))
+        for value in config.values():
+            found += _find_lambda_layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += _find_lambda_layers(value)
+    return found
+
+
+def load_model(path, custom_objects=None, compile=True):
+    """Loads a `.keras` model file in safe mode, after checking the file.
+
+    kerasvision's models, layers, losses and trainers are registered Keras
+    classes, so they load without `custom_objects`. A `.keras` file whose
+    config holds a `Lambda` layer is refused: its Python bytecode would run on
+    load (Keras' `safe_mode`, which stays on; see the Keras loading CVEs).
+
+    Args:
+        path: str or path-like, a `.keras` file written by `model.save`.
+        custom_objects: optional dict name -> class, for classes from outside
+            kerasvision that are not registered.
+        compile: bool, restore the compile state (optimizer, loss, metrics).
+
+    Returns:
+        The loaded `keras.Model`.
+
+    Raises:
+        ValueError: the path is missing, is not a `.keras` file or a
+            complete zip archive with a `config.json`, or the model holds a
+            `Lambda` layer.
+
+    Example:
+        >>> model.save("unet.keras")
+        >>> restored = load_model("unet.keras")
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(
+            f"`path` must name a `.keras` file (the Keras 3 format); received path={path!r}. "
+            "Load SavedModel exports with `load_export` and weights files with "
+            "`model.load_weights`."
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"`path` must be an existing `.keras` file; received path={path!r}, "
+                         "which does not exist.")
+    # A `.keras` file is a zip archive whose directory sits at its end, so a
+    # truncated copy fails this test.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"`path` must be a `.keras` zip archive; {path!r} is not a complete zip file "
+            "(truncated or corrupt?)."
+        )
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ValueError(
+                f"`path` must be a `.keras` archive holding a config.json; {path!r} holds "
+                f"{sorted(archive.namelist())[:5]}."
+            )
+        try:
+            config = json.loads(archive.read("config.json"))
+        except (ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"`path` must be a readable `.keras` archive; the config.json of {path!r} "
+                f"is corrupt ({error})."
+            ) from None
+    # Keras' safe mode refuses these too, but its message suggests
+    # `safe_mode=False`, which this loader deliberately does not offer.
+    lambdas = _find_lambda_layers(config)
+    if lambdas:
+        raise ValueError(
+            f"`path` must hold a model without `Lambda` layers; {path!r} holds {lambdas}, "
+            "whose Python code would run on load, so it is refused. Rebuild the model "
+            "with registered layers (see kerasvision.layers)."
+        )
+    return keras.saving.load_model(
+        path, custom_objects=custom_objects, compile=compile, safe_mode=True)
+
+
 def export_autoencoder(model, export_dir, version=None):
     """Exports an image-to-image network on the [-1, 1] scale (an autoencoder) for TF Serving.
 
@@ -218,6 +410,7 @@ def export_autoencoder(model, export_dir, version=None):
     size = _model_image_size(model)
 
     def serve_images(images):
+        images = _check_images_request(images)
         input_size = tf.shape(images)[1:3]
         scaled = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
         outputs = tf.cast(model(scaled / 127.5 - 1.0, training=False), tf.float32)

@@ -28,7 +28,13 @@ import numbers
 import keras
 from keras import ops
 
-from kerasvision.validation import IGNORE_LABEL, check_float, check_int, check_num_classes
+from kerasvision.validation import (
+    IGNORE_LABEL,
+    check_float,
+    check_int,
+    check_label_shape,
+    check_num_classes,
+)
 
 _COMMON_ARGS_DOC = """from_logits: bool, whether `y_pred` holds logits (True, the default)
             or probabilities.
@@ -125,6 +131,9 @@ def _prepare(y_true, y_pred, ignore_label, per_class_list=None):
             "`y_true` must have rank 3 [batch, height, width] (or rank 4 with a "
             f"last axis of 1); received shape {tuple(y_true.shape)}."
         )
+    # A mask of another size would otherwise broadcast into a shape error
+    # deep inside the loss (or, where a size is 1, broadcast silently).
+    check_label_shape(y_true, y_pred)
     num_classes = y_pred.shape[-1]
     if num_classes is not None and num_classes < 2:
         raise ValueError(

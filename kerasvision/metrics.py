@@ -32,7 +32,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasvision.validation import IGNORE_LABEL, check_int, check_num_classes
+from kerasvision.validation import (
+    IGNORE_LABEL,
+    check_int,
+    check_label_shape,
+    check_num_classes,
+    check_numeric_dtype,
+)
 
 _COMMON_ARGS_DOC = """num_classes: int >= 2, number of classes `C`.
         ignore_label: int or None, label whose pixels are skipped (default
@@ -133,9 +139,12 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         """Add a batch to the confusion matrix (shapes in the class docstring)."""
         num_classes = self.num_classes
         y_true = ops.convert_to_tensor(y_true)
+        # Checked before any cast, which would fail with "Cast string to float".
+        check_numeric_dtype("y_true", y_true, "integer class ids")
         if len(y_true.shape) == 4 and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
         y_pred = ops.convert_to_tensor(y_pred)
+        check_numeric_dtype("y_pred", y_pred, "scores or class ids")
         if len(y_pred.shape) == len(y_true.shape) + 1:
             # float32 argmax: a float16 tie-break would differ from the
             # float32 reference, and argmax needs no more precision.
@@ -154,6 +163,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                     f"`y_pred` must have num_classes={num_classes} entries on its last "
                     f"axis; received shape {tuple(y_pred.shape)}."
                 )
+        # Masks of another size would fail later with "Incompatible shapes".
+        check_label_shape(y_true, y_pred)
         true_labels = _as_labels(y_true)
 
         valid = ops.logical_and(

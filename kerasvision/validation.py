@@ -45,6 +45,55 @@ def check_float(name, value, minimum=None, maximum=None, strict_minimum=False):
     return float(value)
 
 
+# dtype names (numpy's and TensorFlow's `.name`, Keras' strings) of tensors
+# holding numbers; strings and Python objects are everything else.
+_NUMERIC_DTYPE_PREFIXES = ("bool", "int", "uint", "float", "bfloat", "complex")
+
+
+def check_numeric_dtype(name, x, expected="numbers"):
+    """Raise unless the array or tensor `x` holds numbers (not strings or objects).
+
+    Args:
+        name: str, the argument name used in the error message.
+        x: numpy array, tensor or anything with a `dtype` (else unchecked).
+        expected: str, what the values should be, for the message.
+
+    Returns:
+        `x`, unchanged.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return x
+    dtype_name = str(getattr(dtype, "name", dtype))
+    if not dtype_name.startswith(_NUMERIC_DTYPE_PREFIXES):
+        raise ValueError(
+            f"`{name}` must hold {expected}; received {name} of dtype {dtype_name}."
+        )
+    return x
+
+
+def check_label_shape(y_true, y_pred, true_name="y_true", pred_name="y_pred"):
+    """Raise unless labels `[batch, H, W]` match the leading axes of predictions.
+
+    Args:
+        y_true: tensor or array of labels `[batch, height, width]`.
+        y_pred: tensor or array `[batch, height, width, ...]` (scores or labels).
+        true_name, pred_name: argument names used in the error message.
+
+    Unknown sizes (None, inside a traced function) pass: the check runs on
+    static shapes, so it costs nothing at run time.
+    """
+    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+    for got, want in zip(true_shape, pred_shape[: len(true_shape)]):
+        if got is not None and want is not None and got != want:
+            raise ValueError(
+                f"`{true_name}` [batch, height, width] must match the batch size, height and "
+                f"width of `{pred_name}` {pred_shape[: len(true_shape)]}; received "
+                f"{true_name} shape {true_shape} and {pred_name} shape {pred_shape}."
+            )
+    return y_true
+
+
 def check_num_classes(num_classes):
     """Raise unless `num_classes` is an integer >= 2."""
     return check_int("num_classes", num_classes, minimum=2)

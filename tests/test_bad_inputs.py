@@ -1,0 +1,686 @@
+"""A table of bad inputs: each must fail with an exception naming the argument and what it expects.
+
+Every row of `CASES` is `(call, exception type, regex)`: `call(fx)` feeds one
+bad input to a builder, trainer, loss, metric, data loader or exported
+signature, and the regex must find both the argument's name and the expected
+value in the message (not a Keras/TensorFlow default such as "Invalid dtype:
+str32" or "Incompatible shapes"). `fx.<name>` gives the module fixture
+`<name>`, built on first use: tiny networks, files on disk, one export.
+`RECIPE_CASES` runs recipes' `main` through `kerasvision.cli.run` with one bad
+flag, which must end in a one-line `error:` and exit status 2.
+"""
+
+import importlib
+import io
+import re
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+from PIL import Image
+
+from kerasvision import data, losses, metrics
+from kerasvision.cli import run
+from kerasvision.export import export_image_model, load_export, load_model
+from kerasvision.models import autoencoder, classifier, diffusion, gan
+from kerasvision.models.fcn import build_fcn
+from kerasvision.models.unet import build_unet
+
+# ---------------------------------------------------------------------------
+# Shared inputs, built once per module and only when a case asks for them.
+# ---------------------------------------------------------------------------
+
+
+def _encode(array, image_format):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _noise(height, width, channels=3, seed=0):
+    # Noise compresses badly, so a file cut in half loses its end marker.
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """`scenario -> (images_dir, masks_dir)` for `load_segmentation_folder`."""
+    root = tmp_path_factory.mktemp("folders")
+    mask = np.zeros((32, 32), np.uint8)
+    png = _encode(_noise(32, 32), "PNG")
+    jpeg = _encode(_noise(32, 32), "JPEG")
+    mask_png = _encode(_noise(32, 32, channels=1) % 3, "PNG")
+    # scenario -> ({image file: bytes}, {mask file: bytes})
+    layouts = {
+        "empty": ({}, {"a.png": _encode(mask, "PNG")}),
+        "no_mask": ({"a.png": png, "b.png": png}, {"a.png": _encode(mask, "PNG")}),
+        "size_mismatch": ({"a.png": png}, {"a.png": _encode(mask[:24], "PNG")}),
+        "not_an_image": ({"a.jpg": b"<html>404 Not Found</html>"}, {"a.png": _encode(mask, "PNG")}),
+        "truncated_png": ({"a.png": png[: len(png) // 2]}, {"a.png": _encode(mask, "PNG")}),
+        "truncated_jpeg": ({"a.jpg": jpeg[: len(jpeg) // 2]}, {"a.png": _encode(mask, "PNG")}),
+        "truncated_mask": ({"a.png": png}, {"a.png": mask_png[: len(mask_png) // 2]}),
+        "rgb_mask": ({"a.png": png}, {"a.png": png}),
+    }
+    paths = {}
+    for scenario, (image_files, mask_files) in layouts.items():
+        images_dir, masks_dir = root / scenario / "images", root / scenario / "masks"
+        for directory, files in ((images_dir, image_files), (masks_dir, mask_files)):
+            directory.mkdir(parents=True)
+            for name, payload in files.items():
+                (directory / name).write_bytes(payload)
+        paths[scenario] = (str(images_dir), str(masks_dir))
+    paths["missing"] = (str(root / "no_such_dir"), str(root / "empty" / "masks"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def weights_files(tmp_path_factory):
+    """`kind -> path` of broken weights files: text renamed, truncated HDF5, missing."""
+    root = tmp_path_factory.mktemp("weights")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.save_weights(root / "good.weights.h5")
+    complete = (root / "good.weights.h5").read_bytes()
+    (root / "truncated.weights.h5").write_bytes(complete[: len(complete) // 2])
+    (root / "text.weights.h5").write_text("these are not weights\n")
+    return {
+        "truncated": str(root / "truncated.weights.h5"),
+        "text": str(root / "text.weights.h5"),
+        "missing": str(root / "missing.weights.h5"),
+    }
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    """`kind -> path` of `.keras` files our loader must refuse."""
+    root = tmp_path_factory.mktemp("keras_files")
+    inputs = keras.Input((4,))
+    unsafe = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2.0, name="double")(inputs))
+    unsafe.save(root / "lambda.keras")
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    plain.save(root / "plain.keras")
+    complete = (root / "plain.keras").read_bytes()
+    (root / "truncated.keras").write_bytes(complete[: len(complete) // 2])
+    (root / "text.keras").write_text("not a zip archive\n")
+    return {
+        "lambda": str(root / "lambda.keras"),
+        "truncated": str(root / "truncated.keras"),
+        "text": str(root / "text.keras"),
+        "missing": str(root / "missing.keras"),
+        "h5": str(root / "model.h5"),
+    }
+
+
+@pytest.fixture(scope="module")
+def networks():
+    """The smallest networks the generative trainers accept (8x8 images, 2 filters)."""
+    shape = (8, 8, 3)
+    return types.SimpleNamespace(
+        encoder=autoencoder.build_conv_encoder(shape, 2, filters=(2,), variational=True),
+        plain_encoder=autoencoder.build_conv_encoder(shape, 2, filters=(2,)),
+        decoder=autoencoder.build_conv_decoder(2, shape, filters=(2,)),
+        generator=gan.build_dcgan_generator(2, shape, filters=(2,)),
+        discriminator=gan.build_dcgan_discriminator(shape, filters=(2,)),
+        denoiser=diffusion.build_denoiser(shape, widths=(8,), blocks_per_level=1, groups=8),
+    )
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory):
+    """The signatures of a tiny exported segmenter (32x32, 3 classes), reloaded."""
+    keras.utils.set_random_seed(0)
+    model = build_unet(3, (32, 32, 3), depth=1, filters=2, batch_norm=False)
+    path = export_image_model(model, str(tmp_path_factory.mktemp("export") / "unet"))
+    loaded = tf.saved_model.load(path)
+    return types.SimpleNamespace(
+        images=loaded.signatures["serving_default"],
+        image_bytes=loaded.signatures["serving_bytes"],
+        png=_encode(_noise(32, 32), "PNG"),
+        model=model,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """conftest's reset without its garbage collection, which took most of this module's time.
+
+    Each case builds at most a few tiny layers, so skipping `gc.collect()`
+    costs little memory; the policy reset still undoes the recipes' precision.
+    """
+    keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session(free_memory=False)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+class _Fixtures:
+    """`fx.name` is the module fixture `name`, requested only by the cases that use it."""
+
+    def __init__(self, request):
+        self._request = request
+
+    def __getattr__(self, name):
+        return self._request.getfixturevalue(name)
+
+
+def _labels(*shape, value=0):
+    return np.full(shape, value, np.int32)
+
+
+def _scores(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def _vae(fx, **kwargs):
+    return autoencoder.VAE(fx.networks.encoder, fx.networks.decoder, **kwargs)
+
+
+def _gan(fx, cls=gan.GAN, **kwargs):
+    return cls(fx.networks.generator, fx.networks.discriminator, **kwargs)
+
+
+def _rgb(*shape, value=0.0):
+    return np.full(shape, value, np.float32)
+
+
+def _pairs(images, masks):
+    return tf.data.Dataset.from_tensor_slices((images, masks))
+
+
+# ---------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------
+
+InvalidArgument = tf.errors.InvalidArgumentError  # raised by a failed check inside a signature
+
+CASES = [
+    # --- Builders: input shapes, names, hyperparameters, weights files ---
+    pytest.param(
+        lambda fx: build_fcn(3, (48, 48, 3), weights=None),
+        ValueError, r"`input_shape` height and width must be multiples of the network stride 32",
+        id="fcn-size-not-multiple-of-stride"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 4), weights=None),
+        ValueError, r"`input_shape` must end with 3 channels",
+        id="fcn-four-channels"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64), weights=None),
+        ValueError, r"`input_shape` must have 3 entries \(height, width, channels\)",
+        id="fcn-rank-2-shape"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), backbone="vgg19", weights=None),
+        ValueError, r"`backbone` must be one of \['resnet50', 'vgg16'\]; received backbone='vgg19'",
+        id="fcn-unknown-backbone"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), variant="4s", weights=None),
+        ValueError, r"`variant` must be one of \['16s', '32s', '8s'\]; received variant='4s'",
+        id="fcn-unknown-variant"),
+    pytest.param(
+        lambda fx: build_fcn(1, (64, 64, 3), weights=None),
+        ValueError, r"`num_classes` must be >= 2; received num_classes=1",
+        id="fcn-one-class"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=None, fc_units=0),
+        ValueError, r"`fc_units` must be >= 1; received fc_units=0",
+        id="fcn-zero-fc-units"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=None, dropout=-0.1),
+        ValueError, r"`dropout` must be >= 0.0; received dropout=-0.1",
+        id="fcn-negative-dropout"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=None, upsampling="nearest"),
+        ValueError, r"`upsampling` must be one of \['resize', 'transpose'\]",
+        id="fcn-unknown-upsampling"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["missing"]),
+        ValueError, r"`weights` file does not exist: .*Pass an existing `\.h5`/`\.weights\.h5`",
+        id="fcn-missing-weights-file"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["text"]),
+        ValueError, r"`weights` is not an HDF5 weights file \(\.h5 / \.weights\.h5\)",
+        id="fcn-text-file-as-weights"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["truncated"]),
+        ValueError, r"`weights` must be a readable HDF5 weights file .*truncated",
+        id="fcn-truncated-weights-file"),
+    pytest.param(
+        lambda fx: build_fcn(3, (64, 64, 3), weights="imagnet"),
+        ValueError, r"`weights` file does not exist: weights='imagnet'.*'imagenet', 'auto' or None",
+        id="fcn-misspelt-weights-name"),
+    pytest.param(
+        lambda fx: build_unet(3, (36, 36, 3), depth=3, filters=2),
+        ValueError, r"`input_shape` height and width must be multiples of the network stride 8",
+        id="unet-size-not-multiple-of-stride"),
+    pytest.param(
+        lambda fx: build_unet(3, (32, 32, 3), depth=0),
+        ValueError, r"`depth` must be >= 1; received depth=0",
+        id="unet-zero-depth"),
+    pytest.param(
+        lambda fx: build_unet(3, (32, 32, 3), depth=1, filters=-4),
+        ValueError, r"`filters` must be >= 1; received filters=-4",
+        id="unet-negative-filters"),
+    pytest.param(
+        lambda fx: build_unet(3, (32, 32, 3), backbone="mobilenet"),
+        ValueError, r"`backbone` must be one of \['resnet50', 'vgg16'\]",
+        id="unet-unknown-backbone"),
+    pytest.param(
+        lambda fx: build_unet(3, (32, 32, 3), backbone="vgg16", decoder_filters=(8, 8)),
+        ValueError, r"`decoder_filters` must list 5 widths",
+        id="unet-decoder-filters-length"),
+    pytest.param(
+        lambda fx: classifier.build_cnn_classifier(3, (32, 32, 3), filters=()),
+        ValueError, r"`filters` must hold at least one integer",
+        id="cnn-no-filters"),
+    pytest.param(
+        lambda fx: classifier.build_cnn_classifier(3, (32, 32, 3), pooling="min"),
+        ValueError, r"`pooling` must be one of \['average', 'max'\]; received pooling='min'",
+        id="cnn-unknown-pooling"),
+    pytest.param(
+        lambda fx: classifier.build_cnn_classifier(3, (4, 4, 3), filters=(2, 2, 2)),
+        ValueError, r"`input_shape` \(4, 4, 3\) is too small .* must be >= 8",
+        id="cnn-input-smaller-than-stride"),
+    pytest.param(
+        lambda fx: classifier.build_cnn_classifier(3, (None, None, 3), head="flatten"),
+        ValueError, r"`head`='flatten' needs a fixed input size",
+        id="cnn-flatten-any-size"),
+    pytest.param(
+        lambda fx: classifier.build_lenet5(10, (28, 28, 3)),
+        ValueError, r"`input_shape` \(28, 28, 3\) is too small .* must be >= 32",
+        id="lenet5-too-small"),
+    pytest.param(
+        lambda fx: classifier.build_transfer_classifier("vgg16", 3, mode="finetune",
+            weights=None),
+        ValueError, r"`mode` must be one of \['feature_extraction', 'fine_tuning'\]",
+        id="transfer-unknown-mode"),
+    pytest.param(
+        lambda fx: classifier.build_transfer_classifier("vgg16", 3, finetune_blocks=6,
+            weights=None),
+        ValueError, r"`finetune_blocks` must be an integer from 1 to 5",
+        id="transfer-too-many-blocks"),
+    pytest.param(
+        lambda fx: autoencoder.build_conv_encoder((30, 30, 3), 4, filters=(2, 2)),
+        ValueError, r"`input_shape` height and width must be multiples of the network stride 4",
+        id="encoder-size-not-multiple-of-stride"),
+    pytest.param(
+        lambda fx: autoencoder.build_conv_decoder(0, (8, 8, 3), filters=(2,)),
+        ValueError, r"`latent_dim` must be >= 1; received latent_dim=0",
+        id="decoder-zero-latent-dim"),
+    pytest.param(
+        lambda fx: gan.build_dcgan_generator(2, (16, 16, 1), filters=(2,)),
+        ValueError, r"`output_shape` must end with 3 channels",
+        id="generator-one-channel"),
+    pytest.param(
+        lambda fx: diffusion.build_denoiser((8, 8, 3), widths=(12,), groups=8),
+        ValueError, r"`widths` must all be multiples of groups=8",
+        id="denoiser-widths-vs-groups"),
+    # --- Trainers ---
+    pytest.param(
+        lambda fx: autoencoder.VAE(fx.networks.plain_encoder, fx.networks.decoder),
+        ValueError, r"`encoder` must output \[z_mean, z_log_var\]",
+        id="vae-plain-encoder"),
+    pytest.param(
+        lambda fx: _vae(fx, beta=0.0),
+        ValueError, r"`beta` must be > 0.0; received beta=0.0",
+        id="vae-zero-beta"),
+    pytest.param(
+        lambda fx: _vae(fx).fit(np.zeros((2, 16, 16, 3), np.float32), verbose=0),
+        ValueError,
+        r"expects `x` batches of images \[batch, 8, 8, 3\]; received .*\(2, 16, 16, 3\)",
+        id="vae-fit-wrong-image-size"),
+    pytest.param(
+        lambda fx: _vae(fx).compile(optimizer="adamw2"),
+        ValueError, r"`optimizer` must be a keras optimizer, its name or its config; received "
+                    r"optimizer='adamw2'",
+        id="vae-unknown-optimizer"),
+    pytest.param(
+        lambda fx: _gan(fx, label_smoothing=1.0),
+        ValueError, r"`label_smoothing` must be in \[0, 1\)",
+        id="gan-label-smoothing-one"),
+    pytest.param(
+        lambda fx: gan.GAN(fx.networks.generator, fx.networks.generator),
+        ValueError, r"`discriminator` must take the generator's images \(8, 8, 3\)",
+        id="gan-discriminator-mismatch"),
+    pytest.param(
+        lambda fx: _gan(fx, gan.WGAN, n_critic=0),
+        ValueError, r"`n_critic` must be >= 1; received n_critic=0",
+        id="wgan-zero-n-critic"),
+    pytest.param(
+        lambda fx: _gan(fx, gan.WGANGP, gp_weight=-1.0),
+        ValueError, r"`gp_weight` must be > 0.0; received gp_weight=-1.0",
+        id="wgangp-negative-gp-weight"),
+    pytest.param(
+        lambda fx: diffusion.DiffusionModel(fx.networks.denoiser, schedule="quadratic"),
+        ValueError,
+        r"`schedule` must be one of \['cosine', 'linear'\]; received schedule='quadratic'",
+        id="diffusion-unknown-schedule"),
+    pytest.param(
+        lambda fx: diffusion.DiffusionModel(fx.networks.denoiser, timesteps=0),
+        ValueError, r"`timesteps` must be >= 1; received timesteps=0",
+        id="diffusion-zero-timesteps"),
+    pytest.param(
+        lambda fx: diffusion.DiffusionModel(fx.networks.denoiser, ema_decay=1.0),
+        ValueError, r"`ema_decay` must be < 1; received ema_decay=1.0",
+        id="diffusion-ema-decay-one"),
+    # --- Losses ---
+    pytest.param(
+        lambda fx: losses.SparseFocalLoss(gamma=-1.0),
+        ValueError, r"`gamma` must be >= 0.0; received gamma=-1.0",
+        id="focal-negative-gamma"),
+    pytest.param(
+        lambda fx: losses.DiceLoss(smooth=-1.0),
+        ValueError, r"`smooth` must be >= 0.0; received smooth=-1.0",
+        id="dice-negative-smooth"),
+    pytest.param(
+        lambda fx: losses.get_segmentation_loss("bce"),
+        ValueError, r"`name` must be one of \['ce', 'focal', 'dice', 'ce\+dice', 'focal\+dice'\]; "
+                    r"received name='bce'",
+        id="loss-unknown-name"),
+    pytest.param(
+        lambda fx: losses.get_segmentation_loss("focal", num_classes=3, alpha=[1.0, 1.0]),
+        ValueError, r"`alpha` must have one entry per class \(3\)",
+        id="loss-alpha-length"),
+    pytest.param(
+        lambda fx: losses.SparseCategoricalCrossentropy(from_logits="yes"),
+        ValueError, r"`from_logits` must be True or False; received from_logits='yes'",
+        id="loss-from-logits-not-bool"),
+    pytest.param(
+        lambda fx: losses.SparseCategoricalCrossentropy()(_labels(2, 8, 8), _scores(2, 8, 3)),
+        ValueError, r"`y_pred` must have rank 4 \[batch, height, width, num_classes\]",
+        id="loss-rank-3-predictions"),
+    pytest.param(
+        lambda fx: losses.DiceLoss()(_labels(2, 8), _scores(2, 8, 8, 3)),
+        ValueError, r"`y_true` must have rank 3 \[batch, height, width\]",
+        id="loss-rank-2-labels"),
+    pytest.param(
+        lambda fx: losses.DiceLoss()(_labels(2, 4, 4), _scores(2, 8, 8, 3)),
+        ValueError, r"`y_true` \[batch, height, width\] must match .* of `y_pred` \(2, 8, 8\); "
+                    r"received y_true shape \(2, 4, 4\)",
+        id="loss-mask-size-mismatch"),
+    pytest.param(
+        lambda fx: losses.SparseFocalLoss()(_labels(3, 8, 8), _scores(2, 8, 8, 3)),
+        ValueError, r"`y_true` \[batch, height, width\] must match the batch size",
+        id="loss-batch-mismatch"),
+    pytest.param(
+        lambda fx: losses.CombinedLoss([losses.DiceLoss(), losses.SparseFocalLoss()], [1.0]),
+        ValueError, r"`weights` must be a list with one number per loss \(2\)",
+        id="combined-loss-weights-length"),
+    # --- Metrics ---
+    pytest.param(
+        lambda fx: metrics.MeanIoU(num_classes=1),
+        ValueError, r"`num_classes` must be >= 2; received num_classes=1",
+        id="miou-one-class"),
+    pytest.param(
+        lambda fx: metrics.MeanIoU(3, ignore_label="void"),
+        ValueError, r"`ignore_label` must be an integer; received ignore_label='void'",
+        id="miou-ignore-label-string"),
+    pytest.param(
+        lambda fx: metrics.MeanIoU(3).update_state(_labels(2, 8, 8), _scores(2, 8, 8, 4)),
+        ValueError, r"`y_pred` must have num_classes=3 entries on its last axis",
+        id="miou-wrong-class-count"),
+    pytest.param(
+        lambda fx: metrics.PixelAccuracy(3).update_state(_labels(2, 4, 4), _scores(2, 8, 8, 3)),
+        ValueError, r"`y_true` \[batch, height, width\] must match .* `y_pred` \(2, 8, 8\)",
+        id="pixel-accuracy-mask-size-mismatch"),
+    pytest.param(
+        lambda fx: metrics.MeanDice(3).update_state(tf.fill([2, 8, 8], "cat"), _scores(2, 8, 8, 3)),
+        ValueError, r"`y_true` must hold integer class ids; received y_true of dtype string",
+        id="mean-dice-string-labels"),
+    pytest.param(
+        lambda fx: metrics.frechet_distance(np.zeros((4, 3)), np.zeros((4, 5))),
+        ValueError, r"`features_a` and `features_b` must have the same number of features",
+        id="fid-feature-width-mismatch"),
+    pytest.param(
+        lambda fx: metrics.kernel_distance(np.zeros((4, 3)), np.zeros((4, 3)), subset_size=1),
+        ValueError, r"`subset_size` must be >= 2; received subset_size=1",
+        id="kid-subset-of-one"),
+    # --- Data: folders of files ---
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["missing"]),
+        ValueError, r"`images_dir` must be an existing directory",
+        id="folder-missing"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["empty"]),
+        ValueError, r"`images_dir` holds no \.jpg/\.jpeg/\.png files",
+        id="folder-empty"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["no_mask"]),
+        ValueError,
+        r"image\(s\) in `images_dir` .* have no mask with the same stem in `masks_dir`.*'b'",
+        id="folder-image-without-mask"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["size_mismatch"]),
+        ValueError,
+        r"`images_dir`/`masks_dir`: 'a \(image 32x32, mask 24x32\)'\. Masks must label every pixel",
+        id="folder-mask-size-mismatch"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["not_an_image"]),
+        ValueError, r"`images_dir` must hold readable JPEG or PNG images; .*a\.jpg' is not one",
+        id="folder-html-saved-as-jpg"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["truncated_png"]),
+        ValueError, r"`images_dir` must hold complete JPEG or PNG images; .* truncated PNG",
+        id="folder-truncated-png"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["truncated_jpeg"]),
+        ValueError, r"`images_dir` must hold complete JPEG or PNG images; .* truncated JPEG",
+        id="folder-truncated-jpeg"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["truncated_mask"]),
+        ValueError, r"`masks_dir` must hold complete JPEG or PNG images; .* truncated PNG",
+        id="folder-truncated-mask"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["rgb_mask"]),
+        ValueError, r"Masks in `masks_dir` must be single-channel PNGs .*\(mode RGB\)",
+        id="folder-rgb-mask"),
+    pytest.param(
+        lambda fx: data.load_segmentation_folder(*fx.folders["empty"], image_size=0),
+        ValueError, r"`image_size` must be >= 1; received image_size=0",
+        id="folder-zero-image-size"),
+    # --- Data: batches, datasets, generators, tfds ---
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, value=7), 3),
+        ValueError, r"`masks` contains label values 7 outside \[0, num_classes=3\)",
+        id="batch-label-out-of-range"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, value=-1), 3),
+        ValueError, r"`masks` contains label values -1 outside \[0, num_classes=3\)",
+        id="batch-negative-label"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 6, 8), 3),
+        ValueError, r"`masks` must match the batch size, height and width of `images` \(2, 8, 8\)",
+        id="batch-mask-size-mismatch"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, 1), 3),
+        ValueError, r"`masks` must be a rank-3 batch \[batch, height, width\].*masks\[\.\.\., 0\]",
+        id="batch-mask-with-channel-axis"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 1), _labels(2, 8, 8), 3),
+        ValueError, r"`images` must have 3 channels \(RGB\)",
+        id="batch-grayscale-images"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(np.full((2, 8, 8, 3), "x"), _labels(2, 8, 8), 3),
+        ValueError, r"`images` must hold RGB values in \[0, 255\]; received images of dtype str",
+        id="batch-string-images"),
+    pytest.param(
+        lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3, value=1000.0),
+            _labels(2, 8, 8), 3),
+        ValueError, r"`images` must be raw RGB in \[0, 255\]",
+        id="batch-images-out-of-range"),
+    pytest.param(
+        lambda fx: data.validate_dataset(_pairs(_rgb(0, 8, 8, 3), _labels(0, 8, 8)), 3),
+        ValueError, r"`ds` must yield at least one \(images, masks\) element; received an empty",
+        id="dataset-empty"),
+    pytest.param(
+        lambda fx: data.validate_dataset(tf.data.Dataset.range(3), 3),
+        ValueError, r"`ds` must yield \(images, masks\) pairs",
+        id="dataset-not-pairs"),
+    pytest.param(
+        lambda fx: data.validate_dataset(_pairs(_rgb(1, 8, 8, 3), _labels(1, 8, 8, value=9)), 3),
+        ValueError, r"`masks` contains label values 9 outside \[0, num_classes=3\)",
+        id="dataset-label-out-of-range"),
+    pytest.param(
+        lambda fx: data.make_shapes_scenes(2, image_size=8),
+        ValueError, r"`image_size` must be >= 16; received image_size=8",
+        id="shapes-too-small"),
+    pytest.param(
+        lambda fx: data.make_shapes_scenes(0),
+        ValueError, r"`num_images` must be >= 1; received num_images=0",
+        id="shapes-zero-images"),
+    pytest.param(
+        lambda fx: data.make_shapes_scenes(2, split="val"),
+        ValueError,
+        r"`split` must be one of \['test', 'train', 'validation'\]; received split='val'",
+        id="shapes-unknown-split"),
+    pytest.param(
+        lambda fx: data.make_shapes_scenes(2, noise_std=-1.0),
+        ValueError, r"`noise_std` must be >= 0.0; received noise_std=-1.0",
+        id="shapes-negative-noise"),
+    pytest.param(
+        lambda fx: data.load_tfds_segmentation("not_a_dataset", download=False),
+        ValueError, r"`name` is not a TensorFlow Datasets name: name='not_a_dataset'",
+        id="tfds-unknown-name"),
+    pytest.param(
+        lambda fx: data.load_tfds_classification("mnist", data_dir=str(fx.tmp_path),
+                                                 download=False),
+        RuntimeError,
+        r"TFDS dataset 'mnist' is not prepared in data_dir=.* and download=False\. "
+        r"Run once with download=True",
+        id="tfds-data-absent-offline"),
+    pytest.param(
+        lambda fx: data.load_tfds_classification("mnist", image_size="big"),
+        ValueError,
+        r"`image_size` must be an int or a \(height, width\) pair or None; "
+        r"received image_size='big'",
+        id="tfds-image-size-string"),
+    pytest.param(
+        lambda fx: data.make_segmentation_pipeline(
+            _pairs(_rgb(2, 8, 8, 3), _labels(2, 8, 8)), 0, training=False),
+        ValueError, r"`batch_size` must be >= 1; received batch_size=0",
+        id="pipeline-zero-batch"),
+    pytest.param(
+        lambda fx: data.build_segmentation_augmenter(fill_mode="mirror"),
+        ValueError, r"`fill_mode` must be one of \['constant', 'nearest', 'reflect', 'wrap'\]",
+        id="augmenter-unknown-fill-mode"),
+    # --- Exported signatures and loading ---
+    pytest.param(
+        lambda fx: fx.serving.images(images=tf.zeros([1, 32, 32, 4], tf.uint8)),
+        InvalidArgument,
+        r"`images` must be uint8 \[batch, height, width, 3\].*received shape\] \[1 32 32 4\]",
+        id="serving-four-channels"),
+    pytest.param(
+        lambda fx: fx.serving.images(images=tf.zeros([32, 32, 3], tf.uint8)),
+        InvalidArgument,
+        r"`images` must be uint8 \[batch, height, width, 3\].*received shape\] \[32 32 3\]",
+        id="serving-image-without-batch-axis"),
+    pytest.param(
+        lambda fx: fx.serving.images(images=tf.zeros([0, 32, 32, 3], tf.uint8)),
+        InvalidArgument,
+        r"`images` must be uint8 .* with batch, height and width >= 1.*\[0 32 32 3\]",
+        id="serving-empty-batch"),
+    # TensorFlow checks a signature's dtypes before running it: its message
+    # names the input by position (`images` is the only one) and the dtype.
+    pytest.param(
+        lambda fx: fx.serving.images(images=tf.zeros([1, 32, 32, 3], tf.float32)),
+        InvalidArgument,
+        r"input #0\(zero-based\) was expected to be a uint8 tensor but is a float tensor",
+        id="serving-float-images"),
+    pytest.param(
+        lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([fx.serving.png, b"aGVsbG8="])),
+        InvalidArgument,
+        r"`image_bytes` must hold complete JPEG, PNG.*could not be decoded as images"
+        r".*\] \[1\]",
+        id="serving-base64-text-not-bytes"),
+    pytest.param(
+        lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([fx.serving.png[:200]])),
+        InvalidArgument,
+        r"`image_bytes` must hold complete JPEG, PNG.*could not be decoded.*\] \[0\]",
+        id="serving-truncated-png"),
+    pytest.param(
+        lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([], tf.string)),
+        InvalidArgument,
+        r"`image_bytes` must be a vector \[batch\] of encoded images with batch >= 1",
+        id="serving-bytes-empty-batch"),
+    pytest.param(
+        lambda fx: export_image_model(fx.serving.model, "unused", outputs="softmax"),
+        ValueError,
+        r"`outputs` must be one of \['logits', 'probabilities'\]; received outputs='softmax'",
+        id="export-unknown-outputs"),
+    pytest.param(
+        lambda fx: load_export(fx.keras_files["missing"]),
+        ValueError, r"`path` holds no SavedModel \(no saved_model.pb\)",
+        id="load-export-missing"),
+    pytest.param(
+        lambda fx: load_model(fx.keras_files["missing"]),
+        ValueError, r"`path` must be an existing `\.keras` file; received path=.*missing\.keras",
+        id="load-model-missing-file"),
+    pytest.param(
+        lambda fx: load_model(fx.keras_files["h5"]),
+        ValueError, r"`path` must name a `\.keras` file \(the Keras 3 format\)",
+        id="load-model-wrong-extension"),
+    pytest.param(
+        lambda fx: load_model(fx.keras_files["text"]),
+        ValueError, r"`path` must be a `\.keras` zip archive; .* not a complete zip file",
+        id="load-model-text-file"),
+    pytest.param(
+        lambda fx: load_model(fx.keras_files["truncated"]),
+        ValueError, r"`path` must be a `\.keras` zip archive; .* not a complete zip file",
+        id="load-model-truncated-file"),
+    pytest.param(
+        lambda fx: load_model(fx.keras_files["lambda"]),
+        ValueError, r"`path` must hold a model without `Lambda` layers; .*\['double'\]",
+        id="load-model-lambda-layer"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", CASES)
+def test_bad_input_is_reported_clearly(call, error, match, request):
+    with pytest.raises(error, match=match):
+        call(_Fixtures(request))
+
+
+# ---------------------------------------------------------------------------
+# Recipe flags: one line on stderr, exit status 2, no traceback.
+# ---------------------------------------------------------------------------
+
+RECIPE_CASES = [
+    pytest.param("fcn_transfer", ["--variant", "4s"],
+                 r"argument --variant: invalid choice: '4s' \(choose from .*32s", id="fcn-variant"),
+    pytest.param("unet", ["--epochs", "0"], r"--epochs must be >= 1; received 0",
+                 id="unet-zero-epochs"),
+    pytest.param("unet", ["--learning-rate", "nan"], r"--learning-rate must be > 0; received nan",
+                 id="unet-nan-learning-rate"),
+    pytest.param("unet", ["--seed", "-1"], r"--seed must be >= 0; received -1",
+                 id="unet-negative-seed"),
+    pytest.param("unet", ["--precision", "float8"],
+                 r"argument --precision: invalid choice: 'float8'", id="unet-unknown-precision"),
+    pytest.param("unet", ["--backbone", "vgg16", "--weights", "{missing_weights}"],
+                 r"`weights` file does not exist: .*Pass an existing", id="unet-missing-weights"),
+    pytest.param("unet", ["--dataset", "folder"],
+                 r"--dataset folder needs --images-dir, --masks-dir and --num-classes",
+                 id="unet-folder-without-dirs"),
+    pytest.param("vae", ["--filters", "32,x"], r"--filters must be comma-separated positive ints",
+                 id="vae-filters-not-ints"),
+    pytest.param("vae", ["--image-size", "30"],
+                 r"`input_shape` height and width must be multiples of the network stride 8; "
+                 r"received input_shape=\(30, 30, 3\).*change the image size",
+                 id="vae-image-size-not-multiple-of-stride"),
+    pytest.param("cnn_classifier", ["--batch-size", "many"],
+                 r"argument --batch-size: invalid int value: 'many'", id="cnn-batch-size-not-int"),
+]
+
+
+@pytest.mark.parametrize("recipe, argv, match", RECIPE_CASES)
+def test_bad_recipe_flag_is_a_one_line_error(recipe, argv, match, tmp_path, capsys):
+    main = importlib.import_module(f"recipes.{recipe}").main
+    argv = [flag.format(missing_weights=str(tmp_path / "missing.weights.h5")) for flag in argv]
+    argv += ["--output-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export")]
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, argv)
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    error_lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, stderr
+    assert re.search(match, error_lines[0]), error_lines[0]
