@@ -1,0 +1,212 @@
+"""The speed benchmarks run with --smoke and write the JSON they promise; their shared helpers.
+
+No test asserts a speed: the machine may be shared. Each checks that the
+rows, keys and numbers are there, positive and finite.
+"""
+
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import common, input_pipeline, serving_latency, train_throughput
+
+
+def load_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def assert_positive_finite(row, keys):
+    for key in keys:
+        value = row[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+def test_profile_flops_counts_a_matrix_product_by_hand():
+    # [4, 8] @ [8, 16]: 4 * 16 outputs of 8 multiply-adds = 2 * 4 * 8 * 16 FLOPs; the
+    # bias adds one FLOP per output.
+    kernel, bias = tf.ones((8, 16)), tf.ones((16,))
+    flops = common.trace_flops(lambda x: tf.nn.bias_add(tf.matmul(x, kernel), bias),
+                               tf.TensorSpec((4, 8), tf.float32))
+    assert flops["by_op"]["MatMul"] == 2 * 4 * 8 * 16
+    assert flops["total"] == 2 * 4 * 8 * 16 + 4 * 16
+    assert flops["matmul_like"] == 2 * 4 * 8 * 16
+    assert flops["uncounted_calls"] == 0
+
+
+def test_summaries_tables_and_strict_json(tmp_path):
+    stats = common.summarize_times([0.3, 0.1, 0.2])
+    assert stats["median_s"] == pytest.approx(0.2) and stats["count"] == 3
+    assert stats["min_s"] <= stats["p50_s"] <= stats["p99_s"] <= 0.3
+
+    table = common.format_table([{"name": "a", "x": 1.234}, {"name": "bb", "x": None}],
+                                [("name", "name", "s"), ("x", "x", ".1f")])
+    lines = table.splitlines()
+    assert lines[0].startswith("| name") and "1.2" in lines[2] and lines[3].endswith("- |")
+
+    path = common.write_json(str(tmp_path / "out" / "a.json"),
+                             {"nan": float("nan"), "n": np.float32(2.5), "t": (1, np.int64(2))})
+    assert load_json(path) == {"nan": None, "n": 2.5, "t": [1, 2]}
+
+
+def test_peak_memory_sees_an_allocation():
+    meter = common.PeakMemory().start()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    block += 1
+    extra = meter.stop()
+    del block
+    assert meter.method in ("VmHWM", "sampled VmRSS")
+    assert extra >= 32  # the sampled fallback may miss part of it, never all
+
+
+def test_variant_names_round_trip_and_bad_ones_fail():
+    variant = train_throughput.Variant.parse("bf16+spe4+xla")
+    assert (variant.precision, variant.xla, variant.steps_per_execution) == (
+        "mixed_bfloat16", True, 4)
+    assert train_throughput.Variant.parse(variant.name) == variant
+    for bad in ("float16", "float32+fast", "float32+spe0"):
+        with pytest.raises(ValueError):
+            train_throughput.Variant.parse(bad)
+    with pytest.raises(SystemExit):
+        train_throughput.parse_args(["--variants", "float32+turbo"])
+
+
+# ---------------------------------------------------------------------------
+# train_throughput.py
+# ---------------------------------------------------------------------------
+
+THROUGHPUT_KEYS = ("images_per_second", "step_ms", "first_call_s", "gflop_per_step", "gflops",
+                   "pct_float32_peak", "pct_bfloat16_peak")
+
+
+def test_train_throughput_smoke(tmp_path, capsys):
+    output = tmp_path / "train.json"
+    train_throughput.main(["--smoke", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "| model" in printed and "targets (this run):" in printed
+
+    result = load_json(output)
+    assert result["benchmark"] == "train_throughput"
+    for dtype in ("float32", "bfloat16"):
+        assert_positive_finite(result["peaks"][dtype], ["gflops", "best_gflops"])
+    rows = result["rows"]
+    assert [(r["family"], r["variant"]) for r in rows] == [
+        ("cnn_classifier", "float32"), ("cnn_classifier", "mixed_bfloat16+xla+spe2")]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, THROUGHPUT_KEYS)
+        assert row["peak_memory_mb"] >= 0
+        assert row["uncounted_function_calls"] == 0
+        # Every training step multiplies matrices: convolutions and the dense head.
+        assert 0 < row["gflop_per_step_matmul_like"] <= row["gflop_per_step"]
+    assert rows[0]["vs_float32"] == pytest.approx(1.0)
+    assert rows[1]["steps_per_execution"] == 2 and rows[1]["precision"] == "mixed_bfloat16"
+    # The augmentation layers cannot be XLA-compiled: Keras falls back, the row says so.
+    assert rows[1]["xla"] and rows[1]["xla_effective"] is False and "note" in rows[1]
+    check = result["flops_checks"]["cnn_classifier"]
+    assert check["ratio"] == pytest.approx(1.0, abs=0.02)
+    # Forward, input gradients, weight gradients: about three forward passes.
+    assert 2.5 < check["train_over_forward"] < 3.5
+    assert {t["target"].split(":")[0] for t in result["targets"]} >= {
+        "fcn8s_vgg16", "unet_resnet50", "dcgan", "wgan_gp", "diffusion"}
+
+
+def test_train_scaling_smoke(tmp_path):
+    output = tmp_path / "scaling.json"
+    train_throughput.main(["--smoke", "--scaling", "--output", str(output)])
+    result = load_json(output)
+    assert result["benchmark"] == "train_scaling"
+    rows = result["rows"]
+    assert [(r["family"], r["image_size"], r["batch_size"]) for r in rows] == [
+        ("cnn_classifier", 32, 1), ("cnn_classifier", 32, 2)]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, ("step_ms", "ms_per_image", "ms_per_megapixel", "gflops",
+                                     "gflop_per_step"))
+        assert row["mb_per_image"] >= 0
+    # Estimated from the forward pass: twice the images, twice the work.
+    assert rows[1]["gflop_per_step"] == pytest.approx(2 * rows[0]["gflop_per_step"])
+    assert rows[0]["flops_source"] == "estimate"
+
+
+def test_torch_peer_is_skipped_with_a_hint_when_torch_is_missing(capsys):
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is importable here: the peer would run")
+    args = train_throughput.parse_args(["--smoke", "--peer", "torch",
+                                        "--torch-python", sys.executable])
+    assert train_throughput.run_torch_peer(args, 64, 1) == []
+    assert train_throughput.TORCH_MISSING in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_throughput_smoke_every_family(tmp_path):
+    output = tmp_path / "train.json"
+    train_throughput.main(["--smoke", "--families", ",".join(train_throughput.FAMILIES),
+                           "--variants", "float32", "--output", str(output)])
+    rows = load_json(output)["rows"]
+    assert [r["family"] for r in rows] == list(train_throughput.FAMILIES)
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, THROUGHPUT_KEYS)
+
+
+@pytest.mark.slow
+def test_train_scaling_smoke_of_the_segmenters(tmp_path):
+    output = tmp_path / "scaling.json"
+    train_throughput.main(["--smoke", "--scaling", "--families", "fcn8s_vgg16,unet_resnet50",
+                           "--output", str(output)])
+    rows = load_json(output)["rows"]
+    assert [(r["family"], r["batch_size"]) for r in rows] == [
+        ("fcn8s_vgg16", 1), ("fcn8s_vgg16", 2), ("unet_resnet50", 1), ("unet_resnet50", 2)]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, ("ms_per_image", "ms_per_megapixel", "gflops"))
+
+
+# ---------------------------------------------------------------------------
+# input_pipeline.py and serving_latency.py
+# ---------------------------------------------------------------------------
+
+
+def test_input_pipeline_smoke(tmp_path):
+    output = tmp_path / "pipelines.json"
+    input_pipeline.main(["--smoke", "--output", str(output)])
+    result = load_json(output)
+    rows = result["rows"]
+    assert [(r["recipe"], r["pipeline"]) for r in rows] == [
+        ("cnn_classifier", "classification"), ("unet", "segmentation"), ("dcgan", "generative")]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, ("img_s", "first_epoch_img_s", "model_img_s",
+                                     "pipeline_over_model"))
+        assert isinstance(row["meets_target"], bool)
+    assert rows[1]["augmentation"] == "in the pipeline"
+    assert rows[0]["augmentation"] == "in the model"
+    assert result["targets"][0]["threshold"] == input_pipeline.TARGET_RATIO
+
+
+def test_serving_latency_smoke(tmp_path):
+    output = tmp_path / "serving.json"
+    serving_latency.main(["--smoke", "--output", str(output),
+                          "--export-dir", str(tmp_path / "export")])
+    result = load_json(output)
+    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+    rows = {row["method"]: row for row in result["rows"]}
+    assert set(rows) == set(serving_latency.METHODS)
+    for row in rows.values():
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, ("batch1_p50_ms", "batch1_p99_ms", "batch_ms",
+                                     "batch_img_s", "vs_keras_call", "first_call_s"))
+        assert row["batch1_p99_ms"] >= row["batch1_p50_ms"]
+    assert rows["keras_call"]["vs_keras_call"] == pytest.approx(1.0)
+    assert [t["met"] is not None for t in result["targets"]] == [True, True]
