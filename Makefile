@@ -15,5 +15,6 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 run: $(VENV)/.installed
 	$(PYTHON) recipes/fcn_transfer.py
 
+# Two workers, one per core; whole files per worker so module fixtures run once.
 test: $(VENV)/.installed
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadfile

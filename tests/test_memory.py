@@ -9,7 +9,7 @@ from kerasvision.models.unet import build_unet
 from kerasvision.segmentation import compile_segmenter
 from kerasvision.training import make_callbacks
 
-EPOCHS = 40
+EPOCHS = 12
 
 
 def resident_bytes():
