@@ -474,6 +474,19 @@ def write_json(path, payload):
     return path
 
 
+def finish_run(payload, path, started):
+    """Adds the closing load average and the run's seconds, prints the total, writes the JSON.
+
+    Returns:
+        `payload`.
+    """
+    payload["environment"]["load_average_at_end"] = os.getloadavg()[0]
+    payload["seconds"] = time.perf_counter() - started
+    print(f"total {payload['seconds']:.0f} s")
+    write_json(path, payload)
+    return payload
+
+
 def args_dict(args):
     """The parsed flags as a JSON-friendly dict."""
     return {key: value for key, value in vars(args).items() if not key.startswith("_")}

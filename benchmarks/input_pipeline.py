@@ -301,11 +301,7 @@ def run_benchmark(args):
                      "its model consumes", "threshold": TARGET_RATIO, "met": met,
                      "value": min((r["pipeline_over_model"] for r in measured), default=None)}],
     }
-    payload["environment"]["load_average_at_end"] = os.getloadavg()[0]
-    payload["seconds"] = time.perf_counter() - started
-    print(f"total {payload['seconds']:.0f} s")
-    common.write_json(args.output, payload)
-    return payload
+    return common.finish_run(payload, args.output, started)
 
 
 def main(argv=None):

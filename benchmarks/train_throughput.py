@@ -849,11 +849,7 @@ def run_benchmark(args):
         payload["rows"], payload["flops_checks"] = rows, checks
         payload["targets"] = evaluate_targets(rows)
         print_targets(payload["targets"])
-    payload["environment"]["load_average_at_end"] = os.getloadavg()[0]
-    payload["seconds"] = time.perf_counter() - started
-    print(f"total {payload['seconds']:.0f} s")
-    common.write_json(args.output, payload)
-    return payload
+    return common.finish_run(payload, args.output, started)
 
 
 def main(argv=None):

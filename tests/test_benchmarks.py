@@ -160,6 +160,22 @@ def test_train_throughput_smoke_every_family(tmp_path):
         assert_positive_finite(row, THROUGHPUT_KEYS)
 
 
+def test_layer_profile_smoke_accounts_for_every_convolution(tmp_path):
+    from benchmarks import layer_profile
+
+    output = tmp_path / "layers.json"
+    layer_profile.main(["--smoke", "--output", str(output)])
+    result = load_json(output)
+    names = {row["layer"] for row in result["rows"]}
+    assert {"block1_conv1", "block5_conv3", "fc6", "fc7", "score_fr"} <= names
+    for row in result["rows"]:
+        assert_positive_finite(row, ("ms", "gflops_per_s"))
+    timed, _, step = result["totals"]
+    # Each layer's FLOPs come from kerasvision.flops: 3 products (forward, two gradients).
+    assert timed["gflop"] == pytest.approx(sum(row["gflop"] for row in result["rows"]))
+    assert step["ms"] > 0
+
+
 @pytest.mark.slow
 def test_train_scaling_smoke_of_the_segmenters(tmp_path):
     output = tmp_path / "scaling.json"

@@ -162,3 +162,36 @@ def test_recipe_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
         np.testing.assert_allclose(resumed_weights[key], value, rtol=1e-5, atol=1e-6,
                                    err_msg=key)
     assert not (output_dir / "backup_train").exists()
+
+
+def test_gan_resumes_with_both_optimizers_and_its_noise_state(tmp_path):
+    from kerasvision.models.gan import GAN, build_dcgan_discriminator, build_dcgan_generator
+
+    def make_gan():
+        keras.utils.set_random_seed(0)
+        shape = (16, 16, 3)
+        gan = GAN(build_dcgan_generator(8, shape, (8, 4)),
+                  build_dcgan_discriminator(shape, (4, 8)), seed=0)
+        gan.compile()
+        return gan
+
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3)).astype("float32")
+    uninterrupted = make_gan()
+    uninterrupted.fit(images, batch_size=4, epochs=2, shuffle=False, verbose=0)
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    crashed = make_gan()
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(images, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                    callbacks=[ResumableBackup(str(tmp_path)), CrashAfterFirstEpoch()])
+    resumed = make_gan()
+    resumed.fit(images, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                callbacks=[ResumableBackup(str(tmp_path))])
+    for optimizer in ("d_optimizer", "g_optimizer"):
+        assert int(getattr(resumed, optimizer).iterations.numpy()) == 4
+    for expected, actual in zip(uninterrupted.weights, resumed.weights):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=expected.path)
