@@ -157,8 +157,6 @@ def fit_for_budget(model, images, args):
 
 
 def build_gan(kind, args):
-    import keras
-
     from kerasvision.models.gan import (
         GAN, WGAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator,
     )

@@ -1,6 +1,5 @@
 """A long run over a small dataset keeps its resident memory flat."""
 
-import numpy as np
 import tensorflow as tf
 import keras
 
