@@ -11,6 +11,7 @@ the optimizer update (memory-bound work that runs far below the peak).
 Run (2 quiet cores):
     python benchmarks/layer_profile.py                                # FCN-8s/VGG16 224, ~3 min
     python benchmarks/layer_profile.py --family unet_resnet50 --batch-size 4
+    python benchmarks/layer_profile.py --forward-only --batch-size 1  # serving at batch 1
     python benchmarks/layer_profile.py --smoke                        # seconds (tests)
 
 Prints one table, sorted by time, and writes --output JSON
@@ -39,13 +40,17 @@ def parse_args(argv):
                         choices=("fcn8s_vgg16", "unet_resnet50"))
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per layer (median)")
+    parser.add_argument("--forward-only", action="store_true",
+                        help="inference: time the forward pass of each layer and of the model "
+                        "(what serving runs) instead of the training step")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     if args.smoke:
         args.batch_size, args.repeats = 1, 1
+    suffix = "_forward" if args.forward_only else ""
     args.output = args.output or os.path.join(
-        common.RESULTS_DIR, f"layer_profile_{args.family}.json")
+        common.RESULTS_DIR, f"layer_profile_{args.family}{suffix}_b{args.batch_size}.json")
     return args
 
 
@@ -58,8 +63,19 @@ def _layers_with_inputs(model):
             yield layer, tuple(layer.input.shape[1:])
 
 
-def _time_layer(layer, input_shape, batch_size, repeats):
-    """Median seconds of one forward + input and kernel gradients of a copy of `layer`."""
+def _median_seconds(fn, x, repeats):
+    fn(x)  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outputs = fn(x)
+        [output.numpy() for output in (outputs if isinstance(outputs, list) else [outputs])]
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _time_layer(layer, input_shape, batch_size, repeats, forward_only=False):
+    """Median seconds of one forward (+ input and kernel gradients) of a copy of `layer`."""
     import tensorflow as tf
 
     clone = type(layer).from_config(layer.get_config())
@@ -68,6 +84,8 @@ def _time_layer(layer, input_shape, batch_size, repeats):
 
     @tf.function
     def step(x):
+        if forward_only:
+            return clone(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = clone(x)
@@ -75,13 +93,7 @@ def _time_layer(layer, input_shape, batch_size, repeats):
             loss = tf.reduce_sum(y)
         return tape.gradient(loss, [x] + clone.trainable_variables)
 
-    step(x)  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        [g.numpy() for g in step(x)]
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return _median_seconds(step, x, repeats)
 
 
 def run_benchmark(args):
@@ -97,15 +109,24 @@ def run_benchmark(args):
     model = family.build(size, args.smoke)
     cost = flops.summary(model, (size, size, 3), print_fn=None)
     macs = {row.name.rsplit("/", 1)[-1]: row.macs for row in cost.rows if not row.is_model}
-    family.compile(model, False, 1)
     batch, _ = train_throughput.make_batch(family.kind, size, args.batch_size)
-    step_ms = 1e3 * train_throughput.measure_training(model, batch, repeats=args.repeats)["step_s"]
+    if args.forward_only:
+        import tensorflow as tf
+
+        forward = tf.function(lambda images: model(images, training=False))
+        step_ms = 1e3 * _median_seconds(forward, tf.constant(batch[0]), args.repeats)
+    else:
+        family.compile(model, False, 1)
+        step_ms = 1e3 * train_throughput.measure_training(
+            model, batch, repeats=args.repeats)["step_s"]
+    products = 1 if args.forward_only else 3
 
     rows = []
     for layer, input_shape in _layers_with_inputs(model):
-        seconds = _time_layer(layer, input_shape, args.batch_size, args.repeats)
-        # forward, input gradient and kernel gradient: three products of the same size
-        gflop = 3 * 2 * macs.get(layer.name, 0) * args.batch_size / 1e9
+        seconds = _time_layer(layer, input_shape, args.batch_size, args.repeats,
+                              args.forward_only)
+        # Training: forward, input gradient and kernel gradient, three products of one size.
+        gflop = products * 2 * macs.get(layer.name, 0) * args.batch_size / 1e9
         rows.append({"layer": layer.name, "type": type(layer).__name__,
                      "input": "x".join(map(str, input_shape)), "gflop": gflop,
                      "ms": 1e3 * seconds, "gflops_per_s": gflop / seconds,
@@ -119,9 +140,11 @@ def run_benchmark(args):
          "share_of_peak": layer_gflop / layer_ms * 1e3 / peak, "share_of_step": layer_ms / step_ms},
         {"layer": "everything else", "ms": step_ms - layer_ms,
          "share_of_step": (step_ms - layer_ms) / step_ms},
-        {"layer": "whole training step", "ms": step_ms, "share_of_step": 1.0},
+        {"layer": "whole forward pass" if args.forward_only else "whole training step",
+         "ms": step_ms, "share_of_step": 1.0},
     ]
-    print(f"{args.family} at {size}px, batch {args.batch_size}, float32; "
+    print(f"{args.family} at {size}px, batch {args.batch_size}, float32, "
+          f"{'forward pass' if args.forward_only else 'training step'}; "
           f"matmul peak {peak:.0f} GFLOP/s")
     print(common.format_table(rows + totals, [
         ("layer", "layer", "s"), ("type", "type", "s"), ("input", "input", "s"),

@@ -160,19 +160,26 @@ def test_train_throughput_smoke_every_family(tmp_path):
         assert_positive_finite(row, THROUGHPUT_KEYS)
 
 
-def test_layer_profile_smoke_accounts_for_every_convolution(tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--forward-only"]], ids=["training", "forward"])
+def test_layer_profile_smoke_accounts_for_every_convolution(tmp_path, mode):
     from benchmarks import layer_profile
 
     output = tmp_path / "layers.json"
-    layer_profile.main(["--smoke", "--output", str(output)])
+    layer_profile.main(["--smoke", "--output", str(output), *mode])
     result = load_json(output)
     names = {row["layer"] for row in result["rows"]}
     assert {"block1_conv1", "block5_conv3", "fc6", "fc7", "score_fr"} <= names
     for row in result["rows"]:
         assert_positive_finite(row, ("ms", "gflops_per_s"))
     timed, _, step = result["totals"]
-    # Each layer's FLOPs come from kerasvision.flops: 3 products (forward, two gradients).
     assert timed["gflop"] == pytest.approx(sum(row["gflop"] for row in result["rows"]))
+    # From kerasvision.flops: the forward product, and in training both gradients too.
+    fc7 = next(row for row in result["rows"] if row["layer"] == "fc7")
+    height, width, units = map(int, fc7["input"].split("x"))  # a 1x1 convolution, units -> units
+    products, batch = (1 if mode else 3), result["config"]["batch_size"]
+    # kerasvision.flops counts the bias add as one multiply-accumulate per output.
+    expected = products * 2 * batch * height * width * (units * units + units) / 1e9
+    assert fc7["gflop"] == pytest.approx(expected, rel=0.01)
     assert step["ms"] > 0
 
 
