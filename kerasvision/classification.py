@@ -25,7 +25,7 @@ from kerasvision import data, distribute, visualize
 from kerasvision.export import export_image_model
 from kerasvision.models.classifier import freeze_batch_norm
 from kerasvision.training import (
-    fit_two_phase,
+    fit_two_phase_from_flags,
     make_callbacks,
     read_history,
     resolve_jit_compile,
@@ -373,24 +373,9 @@ def train_classifier(
                 freeze_batch_norm(model.get_layer("backbone"))
             compile_classifier(model, learning_rate, args.jit_compile)
 
-        history = fit_two_phase(
-            model,
-            backbone,
-            train,
-            validation,
-            compile_fn,
-            args.output_dir,
-            monitor=MONITOR,
-            mode="max",
-            frozen_epochs=frozen,
-            finetune_epochs=finetune,
-            frozen_learning_rate=args.learning_rate,
-            finetune_learning_rate=args.finetune_learning_rate,
-            finetune_blocks=args.finetune_blocks,
-            pretrained=pretrained,
-            steps_per_epoch=steps,
-            max_minutes=args.max_train_minutes,
-            verbose=verbose,
+        history = fit_two_phase_from_flags(
+            model, backbone, train, validation, compile_fn, args, MONITOR,
+            frozen, finetune, pretrained, verbose,
         )
         phases = (
             [("feature_extraction", frozen), ("fine_tuning", finetune)]

@@ -22,7 +22,7 @@ from kerasvision.metrics import (
     segmentation_report,
 )
 from kerasvision.training import (
-    fit_two_phase,
+    fit_two_phase_from_flags,
     resolve_jit_compile,
     segmentation_confusion_matrix,
     write_json,
@@ -148,31 +148,15 @@ def train_segmenter(model, args, train, validation, class_names, backbone, pretr
     def compile_fn(learning_rate):
         compile_segmenter(model, num_classes, args.loss, learning_rate, args.jit_compile)
 
-    steps = 2 if args.smoke else None
     if args.smoke:
         frozen, finetune = 1, 0
     elif pretrained:
         frozen, finetune = args.frozen_epochs, args.finetune_epochs
     else:  # from random weights there is nothing to freeze: --epochs of full training
         frozen, finetune = args.epochs, 0
-    history = fit_two_phase(
-        model,
-        backbone,
-        train,
-        validation,
-        compile_fn,
-        args.output_dir,
-        monitor="val_mean_iou",
-        mode="max",
-        frozen_epochs=frozen,
-        finetune_epochs=finetune,
-        frozen_learning_rate=args.learning_rate,
-        finetune_learning_rate=args.finetune_learning_rate,
-        finetune_blocks=args.finetune_blocks,
-        pretrained=pretrained,
-        steps_per_epoch=steps,
-        max_minutes=args.max_train_minutes,
-        verbose=verbose,
+    history = fit_two_phase_from_flags(
+        model, backbone, train, validation, compile_fn, args, "val_mean_iou",
+        frozen, finetune, pretrained, verbose,
     )
     train_seconds = time.time() - started
 

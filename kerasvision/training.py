@@ -437,6 +437,36 @@ def fit_two_phase(
     return read_history(os.path.join(run_dir, "history.csv"))
 
 
+def fit_two_phase_from_flags(model, backbone, train_data, validation_data, compile_fn, args,
+                             monitor, frozen_epochs, finetune_epochs, pretrained, verbose):
+    """`fit_two_phase` with a recipe's flags: the task flows' one call of it.
+
+    Reads `--output-dir`, `--learning-rate`, `--finetune-learning-rate`,
+    `--finetune-blocks`, `--max-train-minutes` and `--smoke` (two steps per
+    epoch) from `args`; the other arguments are `fit_two_phase`'s, with the
+    best checkpoint chosen by the highest `monitor`.
+    """
+    return fit_two_phase(
+        model,
+        backbone,
+        train_data,
+        validation_data,
+        compile_fn,
+        args.output_dir,
+        monitor=monitor,
+        mode="max",
+        frozen_epochs=frozen_epochs,
+        finetune_epochs=finetune_epochs,
+        frozen_learning_rate=args.learning_rate,
+        finetune_learning_rate=args.finetune_learning_rate,
+        finetune_blocks=args.finetune_blocks,
+        pretrained=pretrained,
+        steps_per_epoch=2 if args.smoke else None,
+        max_minutes=args.max_train_minutes,
+        verbose=verbose,
+    )
+
+
 def _build_optimizer(model):
     """Builds optimizer variables now, so `BackupAndRestore` can restore them."""
     if not model.optimizer.built:
