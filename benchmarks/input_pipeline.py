@@ -104,8 +104,8 @@ def _build_segmenter(recipe, module, args, num_classes):
 
 
 def _build_generative(recipe, module, args, num_classes):
-    import keras
 
+    from kerasvision.optimizers import FusedAdam
     from kerasvision.training import resolve_jit_compile
 
     jit_compile = resolve_jit_compile(args.jit_compile)
@@ -114,14 +114,14 @@ def _build_generative(recipe, module, args, num_classes):
         return module.build_model(args)  # compiles, as the recipe does
     model = module.build_model(args)
     if recipe == "dcgan":
-        model.compile(d_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
-                      g_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+        model.compile(d_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
+                      g_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
                       jit_compile=jit_compile)
     elif recipe == "wgan":
         model.compile(d_optimizer=module.optimizer(args), g_optimizer=module.optimizer(args),
                       jit_compile=jit_compile)
     else:  # autoencoder, vae
-        model.compile(keras.optimizers.Adam(args.learning_rate), jit_compile=jit_compile)
+        model.compile(FusedAdam(args.learning_rate), jit_compile=jit_compile)
     return model
 
 

@@ -24,6 +24,7 @@ import keras
 from kerasvision import data, distribute, visualize
 from kerasvision.export import export_image_model
 from kerasvision.models.classifier import freeze_batch_norm
+from kerasvision.optimizers import FusedAdam
 from kerasvision.training import (
     fit_two_phase_from_flags,
     make_callbacks,
@@ -193,7 +194,7 @@ def compile_classifier(model, learning_rate, jit_compile="auto"):
     """
     with model.distribute_strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=FusedAdam(learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=resolve_jit_compile(jit_compile),

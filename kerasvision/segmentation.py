@@ -8,11 +8,11 @@ import os
 import time
 
 import numpy as np
-import keras
 
 from kerasvision import data, visualize
 from kerasvision.export import export_image_model
 from kerasvision.losses import SEGMENTATION_LOSSES, get_segmentation_loss
+from kerasvision.optimizers import FusedAdam
 from kerasvision.metrics import (
     MeanIoU,
     PixelAccuracy,
@@ -116,7 +116,7 @@ def compile_segmenter(model, num_classes, loss, learning_rate, jit_compile="auto
     """
     with model.distribute_strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=FusedAdam(learning_rate),
             loss=get_segmentation_loss(loss, num_classes=num_classes),
             metrics=[MeanIoU(num_classes, name="mean_iou"),
                      PixelAccuracy(num_classes, name="pixel_accuracy")],

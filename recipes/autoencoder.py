@@ -31,6 +31,7 @@ import keras  # noqa: E402
 
 from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
 from kerasvision.export import export_autoencoder  # noqa: E402
+from kerasvision.optimizers import FusedAdam  # noqa: E402
 from kerasvision.generative import (  # noqa: E402
     add_generative_flags,
     load_generative_data,
@@ -105,7 +106,7 @@ def main(argv=None):
     verbose = setup_run(args, f"autoencoder_{args.mode}")
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_model(args)  # first: bad sizes fail before data is generated
-        model.compile(keras.optimizers.Adam(args.learning_rate),
+        model.compile(FusedAdam(args.learning_rate),
                       jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
     print(f"autoencoder ({args.mode}): {model.count_params():,} parameters")

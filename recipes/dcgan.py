@@ -23,10 +23,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 
 from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
 from kerasvision.export import export_generator  # noqa: E402
+from kerasvision.optimizers import FusedAdam  # noqa: E402
 from kerasvision.generative import (  # noqa: E402
     add_generative_flags,
     fixed_latents,
@@ -80,8 +80,8 @@ def main(argv=None):
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_model(args)  # first: bad sizes fail before data is generated
         model.compile(
-            d_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
-            g_optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=args.beta_1),
+            d_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
+            g_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
             jit_compile=resolve_jit_compile(args.jit_compile),
         )
     train, validation = load_generative_data(args)

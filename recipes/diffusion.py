@@ -27,7 +27,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 
 from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
 from kerasvision.generative import (  # noqa: E402
@@ -43,6 +42,7 @@ from kerasvision.models.diffusion import (  # noqa: E402
     denoiser_stride,
     export_diffusion_sampler,
 )
+from kerasvision.optimizers import FusedAdam  # noqa: E402
 from kerasvision.training import resolve_jit_compile  # noqa: E402
 from kerasvision.validation import check_image_shape  # noqa: E402
 
@@ -100,7 +100,7 @@ def build_model(args):
     )
     model = DiffusionModel(network, timesteps=args.timesteps, schedule=args.schedule,
                            ema_decay=args.ema_decay, seed=args.seed)
-    model.compile(keras.optimizers.Adam(args.learning_rate),
+    model.compile(FusedAdam(args.learning_rate),
                   jit_compile=resolve_jit_compile(args.jit_compile))
     return model
 

@@ -28,6 +28,7 @@ import keras  # noqa: E402
 
 from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
 from kerasvision.export import export_generator  # noqa: E402
+from kerasvision.optimizers import FusedAdam  # noqa: E402
 from kerasvision.generative import (  # noqa: E402
     add_generative_flags,
     fixed_latents,
@@ -88,7 +89,7 @@ def build_model(args):
 
 def optimizer(args):
     if args.gradient_penalty:
-        return keras.optimizers.Adam(args.learning_rate, beta_1=0.5, beta_2=0.9)
+        return FusedAdam(args.learning_rate, beta_1=0.5, beta_2=0.9)
     return keras.optimizers.RMSprop(args.learning_rate)
 
 

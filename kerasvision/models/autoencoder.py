@@ -19,6 +19,7 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
+from kerasvision.layers import FusedBatchNormalization
 from kerasvision.models.trainer import GenerativeTrainer
 from kerasvision.validation import check_choice, check_float, check_image_shape, check_int
 
@@ -88,7 +89,7 @@ def check_upsampling_network_args(latent_dim, output_shape, filters, kernel_size
 
 def _apply_norm(x, batch_norm, name):
     if batch_norm:
-        return layers.BatchNormalization(name=f"{name}_bn")(x)
+        return FusedBatchNormalization(name=f"{name}_bn")(x)
     return x
 
 

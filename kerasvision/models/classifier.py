@@ -29,6 +29,7 @@ from kerasvision.backbones import (  # noqa: F401  (freeze_batch_norm re-exporte
     resolve_weights,
     set_trainable_blocks,
 )
+from kerasvision.layers import FusedBatchNormalization
 from kerasvision.validation import (
     check_choice,
     check_float,
@@ -228,7 +229,7 @@ def build_cnn_classifier(
                 )
             )
             if batch_norm:
-                stack.append(layers.BatchNormalization(name=f"block{block}_bn{index}"))
+                stack.append(FusedBatchNormalization(name=f"block{block}_bn{index}"))
             stack.append(layers.Activation("relu", name=f"block{block}_relu{index}"))
         stack.append(_POOLING_LAYERS[pooling](2, name=f"block{block}_pool"))
     if head == "flatten":

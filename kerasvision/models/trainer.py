@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from kerasvision.validation import check_int
+from kerasvision.optimizers import FusedAdam
 
 
 def _check_seed(seed):
@@ -269,7 +270,7 @@ class GenerativeTrainer(keras.Model):
 
     def default_optimizer(self, name):
         """A fresh optimizer for the compile argument `name` when it is left None."""
-        return keras.optimizers.Adam(learning_rate=1e-3)
+        return FusedAdam(learning_rate=1e-3)
 
     def compile(self, optimizer=None, *, jit_compile="auto", steps_per_execution=1,
                 run_eagerly=False):

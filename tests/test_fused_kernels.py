@@ -1,0 +1,216 @@
+"""MatmulConv2D, FusedBatchNormalization and FusedAdam: the same numbers as the Keras layers they speed up."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from kerasvision.backbones import build_backbone
+from kerasvision.layers import FusedBatchNormalization, MatmulConv2D
+from kerasvision.models.fcn import build_fcn
+from kerasvision.optimizers import FusedAdam
+from tests.helpers import assert_config_round_trip, assert_keras_file_round_trip, run_in_fresh_process
+
+
+def _values_and_gradients(layer, x, training=None):
+    """Output, d(sum(y^3))/dx and d/dweights: a non-uniform upstream gradient."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training) if training is not None else layer(x)
+        loss = tf.reduce_sum(tf.cast(y, "float32") ** 3)
+    return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+
+def _assert_close(actual, expected, rtol=1e-4):
+    for a, e in zip(actual, expected):
+        a, e = np.asarray(a, "float32"), np.asarray(e, "float32")
+        assert a.shape == e.shape
+        # Relative to each tensor's scale: sums of products round differently per kernel.
+        np.testing.assert_allclose(a, e, atol=rtol * max(1.0, float(np.abs(e).max())), rtol=rtol)
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, padding, dilation_rate",
+    [(7, 1, "same", 1), (1, 1, "valid", 1), (3, 2, "valid", 1), (3, 2, "same", 1), (3, 1, "same", 2)],
+)
+def test_matmul_conv_equals_conv2d_forward_and_gradients(kernel_size, strides, padding, dilation_rate):
+    x = np.random.default_rng(0).normal(size=(2, 9, 7, 5)).astype("float32")
+    kwargs = dict(filters=6, kernel_size=kernel_size, strides=strides, padding=padding,
+                  dilation_rate=dilation_rate, activation="relu")
+    reference, fused = keras.layers.Conv2D(**kwargs), MatmulConv2D(**kwargs)
+    reference.build(x.shape)
+    fused.build(x.shape)
+    fused.set_weights(reference.get_weights())
+    _assert_close(_values_and_gradients(fused, x), _values_and_gradients(reference, x))
+
+
+def test_matmul_conv_takes_any_batch_and_compiles_under_xla():
+    layer = MatmulConv2D(4, 3, padding="same")
+    compiled = tf.function(layer, jit_compile=True)
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).normal(size=(batch, 5, 5, 2)).astype("float32")
+        outputs = compiled(x)
+        expected = tf.nn.conv2d(x, layer.kernel, 1, "SAME") + layer.bias
+        np.testing.assert_allclose(outputs, expected, atol=1e-5)
+
+
+def test_fcn_uses_matmul_conv_for_fc6_fc7_and_round_trips(tmp_path):
+    model = build_fcn(3, (64, 64, 3), weights=None, fc_units=8)
+    assert type(model.get_layer("fc6")) is MatmulConv2D
+    assert model.get_layer("fc6").kernel.shape == (7, 7, 512, 8)
+    assert_config_round_trip(model.get_layer("fc7"))
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    restored = assert_keras_file_round_trip(model, pixels, tmp_path / "fcn.keras", atol=1e-4)
+    assert type(restored.get_layer("fc6")) is MatmulConv2D
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("center, scale", [(True, True), (False, True), (True, False)])
+def test_fused_batch_norm_equals_keras_batch_norm(training, center, scale):
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, (4, 6, 5, 8)).astype("float32")
+    reference = keras.layers.BatchNormalization(momentum=0.8, center=center, scale=scale)
+    fused = FusedBatchNormalization(momentum=0.8, center=center, scale=scale)
+    reference.build(x.shape)
+    # Moving statistics and affine weights away from their initial values.
+    reference.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32")
+                           for w in reference.get_weights()])
+    fused.build(x.shape)
+    fused.set_weights(reference.get_weights())
+    _assert_close(_values_and_gradients(fused, x, training), _values_and_gradients(reference, x, training))
+    # Moving averages keep Keras's biased batch variance (the fused op reports the unbiased one).
+    _assert_close(fused.get_weights(), reference.get_weights(), rtol=1e-6)
+    if training:
+        assert not np.allclose(fused.moving_variance.numpy(), 1.0)
+
+
+@pytest.mark.parametrize("case", ["rank2", "channels_first", "mask_free_rank3"])
+def test_fused_batch_norm_falls_back_where_the_fused_op_does_not_apply(case):
+    rng = np.random.default_rng(2)
+    shape, axis = {"rank2": ((6, 4), -1), "channels_first": ((2, 4, 3, 3), 1),
+                   "mask_free_rank3": ((2, 5, 4), -1)}[case]
+    x = rng.normal(size=shape).astype("float32")
+    reference, fused = keras.layers.BatchNormalization(axis=axis), FusedBatchNormalization(axis=axis)
+    reference.build(shape)
+    fused.build(shape)
+    _assert_close(_values_and_gradients(fused, x, True), _values_and_gradients(reference, x, True))
+
+
+def test_fused_batch_norm_under_mixed_precision_returns_the_compute_dtype():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    x = np.random.default_rng(3).normal(size=(2, 4, 4, 3)).astype("float32")
+    fused, reference = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    fused_y, reference_y = fused(x, training=True), reference(x, training=True)
+    assert fused_y.dtype == reference_y.dtype == tf.bfloat16
+    assert fused.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(tf.cast(fused_y, "float32")),
+                               np.asarray(tf.cast(reference_y, "float32")), atol=2e-2)
+
+
+def test_resnet50_backbone_runs_fused_batch_norm_with_its_weights(tmp_path):
+    backbone = build_backbone("resnet50", (32, 32, 3), weights=None)
+    batch_norms = [layer for layer in backbone.get_layer("resnet50_features").layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(batch_norms) == 53
+    assert all(type(layer) is FusedBatchNormalization for layer in batch_norms)
+    # A checkpoint written by the fused model loads into a plain Keras ResNet50 and back.
+    path = str(tmp_path / "backbone.weights.h5")
+    backbone.save_weights(path)
+    plain = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    features = backbone.get_layer("resnet50_features")
+    plain.set_weights(features.get_weights())
+    x = np.random.default_rng(4).normal(size=(2, 32, 32, 3)).astype("float32")
+    _assert_close([features(x, training=False)["P5"]], [plain(x, training=False)])
+    backbone.load_weights(path)
+
+
+def _fit_small_model(optimizer, batch_norm=keras.layers.BatchNormalization, jit_compile=False, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)),
+        # No bias before BatchNorm: its true gradient is zero, and Adam would
+        # scale the rounding noise of that zero up to full-size steps.
+        keras.layers.Conv2D(4, 3, padding="same", use_bias=False),
+        batch_norm(),
+        keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(1),
+    ])
+    model.compile(optimizer, loss="mse", jit_compile=jit_compile)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(32, 6, 6, 2)).astype("float32")
+    y = x.mean(axis=(1, 2, 3))[:, None] * 3.0
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    return model, history.history["loss"]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fused_adam_and_batch_norm_train_as_keras_adam_and_batch_norm(jit_compile):
+    reference, reference_loss = _fit_small_model(keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
+    fused, fused_loss = _fit_small_model(FusedAdam(1e-2), FusedBatchNormalization, jit_compile)
+    assert fused_loss[-1] < fused_loss[0]
+    np.testing.assert_allclose(fused_loss, reference_loss, rtol=1e-4)
+    _assert_close(fused.get_weights(), reference.get_weights(), rtol=1e-4)
+    _assert_close([v.numpy() for v in fused.optimizer.variables],
+                  [v.numpy() for v in reference.optimizer.variables], rtol=1e-4)
+
+
+@pytest.mark.parametrize("options", [
+    dict(beta_1=0.5, beta_2=0.9, epsilon=1e-3),
+    dict(learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-2, 4, 0.5)),
+    dict(clipnorm=0.01),
+    dict(amsgrad=True),  # falls back to the Keras update
+])
+def test_fused_adam_matches_keras_adam_with_options(options):
+    options = {"learning_rate": 1e-2, **options}
+    reference, _ = _fit_small_model(keras.optimizers.Adam(**options))
+    fused, _ = _fit_small_model(FusedAdam(**options))
+    _assert_close(fused.get_weights(), reference.get_weights(), rtol=1e-4)
+
+
+def test_fused_adam_under_loss_scaling_and_its_config_round_trip():
+    reference, _ = _fit_small_model(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2)))
+    fused, _ = _fit_small_model(keras.optimizers.LossScaleOptimizer(FusedAdam(1e-2)))
+    _assert_close(fused.get_weights(), reference.get_weights(), rtol=1e-4)
+    restored = assert_config_round_trip(FusedAdam(3e-4, beta_1=0.5))
+    assert restored.beta_1 == 0.5
+
+
+FUSED_MIRRORED_CODE = """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from kerasvision.layers import FusedBatchNormalization
+    from kerasvision.optimizers import FusedAdam
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6, 6, 2)).astype("float32")
+    y = x.mean(axis=(1, 2, 3))[:, None]
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def train(optimizer, batch_norm):
+        keras.utils.set_random_seed(0)
+        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+            model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, use_bias=False),
+                                      batch_norm(),
+                                      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+            model.compile(optimizer(1e-2), loss="mse", jit_compile=False)
+        model.fit(data, epochs=2, verbose=0)
+        return model.get_weights()
+
+    reference = train(keras.optimizers.Adam, keras.layers.BatchNormalization)
+    fused = train(FusedAdam, FusedBatchNormalization)
+    worst = max(float(np.max(np.abs(f - r) / (1e-6 + 1e-4 * np.abs(r)))) for f, r in zip(fused, reference))
+    moved = float(np.max(np.abs(reference[4] - 1.0)))  # the moving variance
+    print(f"WORST {worst} MOVED {moved}")
+"""
+
+
+def test_fused_adam_and_batch_norm_under_mirrored_strategy_equal_keras():
+    output = run_in_fresh_process(FUSED_MIRRORED_CODE, timeout=300)
+    line = next(line for line in output.splitlines() if line.startswith("WORST "))
+    _, worst, _, moved = line.split()
+    assert float(worst) <= 1.0, line
+    assert float(moved) > 0.0, line  # the step did update the BatchNorm statistics
