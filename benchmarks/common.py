@@ -324,6 +324,75 @@ def _quiet_tensorflow_logs():
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def keras_reference_kernels():
+    """Runs kerasvision's fused classes as the Keras classes they derive from.
+
+    Inside the context `FusedAdam`, `FusedBatchNormalization` and
+    `MatmulConv2D` compute exactly as `keras.optimizers.Adam`,
+    `keras.layers.BatchNormalization` and `keras.layers.Conv2D`: the baseline
+    their speed-up is measured against, in the same run. Models must be
+    built, compiled and first called (traced) inside it.
+    """
+    import keras
+
+    from kerasvision.layers import FusedBatchNormalization, MatmulConv2D
+    from kerasvision.optimizers import FusedAdam
+
+    replaced = [(FusedAdam, "update_step", keras.optimizers.Adam.update_step),
+                (FusedBatchNormalization, "call", keras.layers.BatchNormalization.call),
+                (MatmulConv2D, "convolution_op", keras.layers.Conv2D.convolution_op)]
+    originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in replaced]
+    for cls, name, reference in replaced:
+        setattr(cls, name, reference)
+    try:
+        yield
+    finally:
+        for cls, name, original in originals:
+            setattr(cls, name, original)
+
+
+def trace_op_times(fn, steps, logdir):
+    """Runs `fn()` `steps` times under TensorFlow's profiler; returns per-op host self-times.
+
+    Returns:
+        A list of dicts `{"type", "name", "occurrences", "self_us"}`, one per
+        TensorFlow op of the traced runs (idle time excluded), from the
+        profiler's "framework_op_stats" tool: what TensorBoard's profile
+        plugin shows.
+    """
+    import glob
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    shutil.rmtree(logdir, ignore_errors=True)
+    tf.profiler.experimental.start(logdir)
+    try:
+        for _ in range(steps):
+            fn()
+    finally:
+        tf.profiler.experimental.stop()
+    paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    if not paths:
+        raise RuntimeError(f"the profiler wrote no trace under {logdir}")
+    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"the profiler could not read {paths}: {data[:200]!r}")
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    ops = []
+    for row in table["rows"]:
+        values = dict(zip(columns, (cell.get("v") for cell in row["c"])))
+        if values["type"] == "IDLE":
+            continue
+        ops.append({"type": values["type"], "name": values["operation"],
+                    "occurrences": int(values["occurrences"]),
+                    "self_us": float(values["total_self_time"])})
+    return ops
+
+
 # ---------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from benchmarks import train_throughput  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-_TIMED_TYPES = ("Conv2D", "Conv2DTranspose", "Dense")
 
 
 def parse_args(argv):
@@ -59,8 +58,15 @@ def _layers_with_inputs(model):
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
             yield from _layers_with_inputs(layer)
-        elif type(layer).__name__ in _TIMED_TYPES:
+        elif isinstance(layer, _timed_classes()):
             yield layer, tuple(layer.input.shape[1:])
+
+
+def _timed_classes():
+    """Convolutions (MatmulConv2D included), transposed convolutions and dense layers."""
+    from keras import layers
+
+    return (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 
 
 def _median_seconds(fn, x, repeats):

@@ -50,6 +50,7 @@ benchmarks/results/train_throughput.json, or train_scaling.json with
 --scaling): environment, peaks, rows, FLOP checks and targets.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -189,10 +190,11 @@ def _compile_segmenter(model, jit_compile, steps_per_execution):
 
 
 def _compile_trainer(model, jit_compile, steps_per_execution):
-    import keras
+
+    from kerasvision.optimizers import FusedAdam
 
     if type(model).__name__ == "DiffusionModel":
-        model.compile(keras.optimizers.Adam(5e-4), jit_compile=jit_compile,
+        model.compile(FusedAdam(5e-4), jit_compile=jit_compile,
                       steps_per_execution=steps_per_execution)
     else:  # each GAN trainer's paper optimizers
         model.compile(jit_compile=jit_compile, steps_per_execution=steps_per_execution)
@@ -227,11 +229,17 @@ SCALING_FAMILIES = ("fcn8s_vgg16", "unet_resnet50")
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """A precision policy, XLA on or off, and batches per compiled call."""
+    """A precision policy, XLA on or off, batches per compiled call, and which kernels.
+
+    `keras_kernels`: run kerasvision's fused classes (FusedAdam,
+    FusedBatchNormalization, MatmulConv2D) as the plain Keras classes they
+    replace, the baseline of their speed-up (`common.keras_reference_kernels`).
+    """
 
     precision: str = "float32"
     xla: bool = False
     steps_per_execution: int = 1
+    keras_kernels: bool = False
 
     @property
     def name(self):
@@ -240,38 +248,43 @@ class Variant:
             parts.append("xla")
         if self.steps_per_execution > 1:
             parts.append(f"spe{self.steps_per_execution}")
+        if self.keras_kernels:
+            parts.append("keras")
         return "+".join(parts)
 
     @classmethod
     def parse(cls, text):
-        """`precision[+xla][+spe<N>]` (aliases f32, bf16) -> Variant; ValueError otherwise."""
+        """`precision[+xla][+spe<N>][+keras]` (aliases f32, bf16) -> Variant; ValueError otherwise."""
         aliases = {"f32": "float32", "float32": "float32",
                    "bf16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
         precision, *options = text.strip().split("+")
         if precision not in aliases:
             raise ValueError(f"variant {text!r}: precision must be one of {sorted(aliases)}")
-        xla, steps = False, 1
+        xla, steps, keras_kernels = False, 1, False
         for option in options:
             if option == "xla":
                 xla = True
+            elif option == "keras":
+                keras_kernels = True
             elif option.startswith("spe") and option[3:].isdigit() and int(option[3:]) >= 1:
                 steps = int(option[3:])
             else:
                 raise ValueError(f"variant {text!r}: unknown option {option!r} "
-                                 "(use +xla and +spe<N>)")
-        return cls(aliases[precision], xla, steps)
+                                 "(use +xla, +spe<N> and +keras)")
+        return cls(aliases[precision], xla, steps, keras_kernels)
 
 
 def default_variants(family, smoke):
-    """float32 with XLA off and on, mixed_bfloat16, and float32+spe4 for short-step families.
+    """float32 with XLA off and on, float32 with the plain Keras kernels, mixed_bfloat16,
+    and float32+spe4 for short-step families.
 
     mixed_bfloat16+xla is left to `--variants`: one more XLA compilation per
     family (tens of seconds to minutes on 2 cores) would push the default run
     past its time budget.
     """
     if smoke:  # every knob once, at the least cost
-        return [Variant(), Variant("mixed_bfloat16", True, 2)]
-    names = ["float32", "float32+xla", "mixed_bfloat16"]
+        return [Variant(), Variant("mixed_bfloat16", True, 2, keras_kernels=True)]
+    names = ["float32", "float32+keras", "float32+xla", "mixed_bfloat16"]
     if family.short_steps:
         names.insert(2, "float32+spe4")
     return [Variant.parse(name) for name in names]
@@ -422,11 +435,24 @@ def run_configuration(family, variant, image_size, batch_size, args, flops_cache
 
     row = {"family": family.name, "variant": variant.name, "precision": variant.precision,
            "xla": variant.xla, "steps_per_execution": variant.steps_per_execution,
-           "image_size": image_size, "batch_size": batch_size}
+           "keras_kernels": variant.keras_kernels, "image_size": image_size,
+           "batch_size": batch_size}
     keras.backend.clear_session()
     common.release_free_memory()
     keras.mixed_precision.set_global_policy(variant.precision)
     keras.utils.set_random_seed(args.seed)
+    kernels = (common.keras_reference_kernels() if variant.keras_kernels
+               else contextlib.nullcontext())
+    try:
+        with kernels:
+            return _time_configuration(family, variant, image_size, batch_size, args,
+                                       flops_cache, flops_source, row)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _time_configuration(family, variant, image_size, batch_size, args, flops_cache,
+                        flops_source, row):
     try:
         model = family.build(image_size, args.smoke)
         with warnings.catch_warnings():
@@ -456,8 +482,6 @@ def run_configuration(family, variant, image_size, batch_size, args, flops_cache
         row["error"] = common.describe_error(error)
         print(f"  {family.name} {variant.name}: failed: {row['error']}", flush=True)
         return row
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     step_s = timing["step_s"]
     gflop = flops["total"] / 1e9
     row.update({
@@ -489,7 +513,8 @@ def add_peak_shares(rows, peaks):
 
     def speed_of(row, **changes):
         """Images/s of the Keras row like `row` but for `changes`, or None."""
-        keys = ("family", "precision", "xla", "steps_per_execution", "batch_size", "image_size")
+        keys = ("family", "precision", "xla", "steps_per_execution", "keras_kernels",
+                "batch_size", "image_size")
         wanted = {key: changes.get(key, row.get(key)) for key in keys}
         for other in keras_rows:
             if all(other.get(key) == value for key, value in wanted.items()):
@@ -504,8 +529,8 @@ def add_peak_shares(rows, peaks):
         if "images_per_second" not in row:
             continue
         speed = row["images_per_second"]
-        row["vs_float32"] = common.ratio(
-            speed, speed_of(row, precision="float32", xla=False, steps_per_execution=1))
+        row["vs_float32"] = common.ratio(speed, speed_of(
+            row, precision="float32", xla=False, steps_per_execution=1, keras_kernels=False))
         if row["xla"]:
             row["vs_xla_off"] = common.ratio(speed, speed_of(row, xla=False))
 

@@ -74,6 +74,8 @@ def test_variant_names_round_trip_and_bad_ones_fail():
     assert (variant.precision, variant.xla, variant.steps_per_execution) == (
         "mixed_bfloat16", True, 4)
     assert train_throughput.Variant.parse(variant.name) == variant
+    reference = train_throughput.Variant.parse("f32+keras")
+    assert reference.keras_kernels and reference.name == "float32+keras"
     for bad in ("float16", "float32+fast", "float32+spe0"):
         with pytest.raises(ValueError):
             train_throughput.Variant.parse(bad)
@@ -101,7 +103,7 @@ def test_train_throughput_smoke(tmp_path, capsys):
         assert_positive_finite(result["peaks"][dtype], ["gflops", "best_gflops"])
     rows = result["rows"]
     assert [(r["family"], r["variant"]) for r in rows] == [
-        ("cnn_classifier", "float32"), ("cnn_classifier", "mixed_bfloat16+xla+spe2")]
+        ("cnn_classifier", "float32"), ("cnn_classifier", "mixed_bfloat16+xla+spe2+keras")]
     for row in rows:
         assert "error" not in row, row.get("error")
         assert_positive_finite(row, THROUGHPUT_KEYS)
@@ -111,6 +113,7 @@ def test_train_throughput_smoke(tmp_path, capsys):
         assert 0 < row["gflop_per_step_matmul_like"] <= row["gflop_per_step"]
     assert rows[0]["vs_float32"] == pytest.approx(1.0)
     assert rows[1]["steps_per_execution"] == 2 and rows[1]["precision"] == "mixed_bfloat16"
+    assert rows[1]["keras_kernels"] and not rows[0]["keras_kernels"]
     # The augmentation layers cannot be XLA-compiled: Keras falls back, the row says so.
     assert rows[1]["xla"] and rows[1]["xla_effective"] is False and "note" in rows[1]
     check = result["flops_checks"]["cnn_classifier"]
@@ -181,6 +184,44 @@ def test_layer_profile_smoke_accounts_for_every_convolution(tmp_path, mode):
     expected = products * 2 * batch * height * width * (units * units + units) / 1e9
     assert fc7["gflop"] == pytest.approx(expected, rel=0.01)
     assert step["ms"] > 0
+
+
+@pytest.mark.parametrize("keras_kernels", [False, True], ids=["kerasvision", "keras"])
+def test_op_profile_smoke_of_a_trainer_sums_its_ops(tmp_path, keras_kernels):
+    from benchmarks import op_profile
+
+    output = tmp_path / "ops.json"
+    op_profile.main(["--smoke", "--family", "dcgan", "--output", str(output)]
+                    + (["--keras-kernels"] if keras_kernels else []))
+    result = load_json(output)
+    categories = {row["category"]: row["ms"] for row in result["categories"]}
+    assert list(categories) == list(op_profile.CATEGORIES)
+    assert sum(categories.values()) == pytest.approx(result["total_op_ms"])
+    assert sum(row["ms"] for row in result["op_types"]) == pytest.approx(result["total_op_ms"])
+    for category in ("convolutions", "batch normalization", "optimizer update"):
+        assert categories[category] > 0, category
+    # Both networks' layers are found in the op scopes, with their classes.
+    classes = {row["layer"]: row["class"] for row in result["layers"]}
+    assert classes["discriminator_conv1"] == "Conv2D"
+    assert classes["generator_up1"] == "Conv2DTranspose"
+    assert classes["generator_up1_bn"] == "FusedBatchNormalization"
+    op_types = " ".join(row["op_type"] for row in result["op_types"])
+    # The plain Keras baseline runs neither fused kernel.
+    assert ("ResourceApplyAdam" in op_types) != keras_kernels
+    assert ("FusedBatchNorm" in op_types) != keras_kernels
+
+
+def test_keras_reference_kernels_restore_the_fused_ones():
+    from kerasvision.layers import FusedBatchNormalization, MatmulConv2D
+    from kerasvision.optimizers import FusedAdam
+
+    fused = (FusedAdam.update_step, FusedBatchNormalization.call, MatmulConv2D.convolution_op)
+    with pytest.raises(RuntimeError):
+        with common.keras_reference_kernels():
+            assert FusedAdam.update_step is not fused[0]
+            raise RuntimeError("a failing benchmark")
+    assert (FusedAdam.update_step, FusedBatchNormalization.call,
+            MatmulConv2D.convolution_op) == fused
 
 
 @pytest.mark.slow
