@@ -101,6 +101,9 @@ def test_train_throughput_smoke(tmp_path, capsys):
     assert result["benchmark"] == "train_throughput"
     for dtype in ("float32", "bfloat16"):
         assert_positive_finite(result["peaks"][dtype], ["gflops", "best_gflops"])
+        # Measured before and after the rows; shares are of the higher reading.
+        readings = result["peaks"][dtype]["readings_gflops"]
+        assert len(readings) == 2 and result["peaks"][dtype]["gflops"] == max(readings)
     rows = result["rows"]
     assert [(r["family"], r["variant"]) for r in rows] == [
         ("cnn_classifier", "float32"), ("cnn_classifier", "mixed_bfloat16+xla+spe2+keras")]
