@@ -54,6 +54,7 @@ def assert_export_round_trip(export_path, images, expected_probabilities, atol=1
         export_path: `<export_dir>/<version>` written by `export_image_model`.
         images: uint8 `[batch, H, W, 3]` at the model's input size.
         expected_probabilities: float `[batch, ...]` from the Keras model.
+        atol: float, the tolerance of every comparison (looser under bfloat16).
     """
     work_dir = tempfile.mkdtemp()
     images_path = os.path.join(work_dir, "images.npy")
@@ -67,16 +68,16 @@ def assert_export_round_trip(export_path, images, expected_probabilities, atol=1
         images = np.load({images_path!r})
         out = loaded.signatures["serving_default"](images=tf.constant(images))
         np.save({probabilities_path!r}, out["probabilities"].numpy())
-        assert out["class_ids"].dtype == tf.int32
+        assert out["class_ids"].dtype == tf.int32 and out["probabilities"].dtype == tf.float32
         np.testing.assert_array_equal(out["class_ids"].numpy(), out["probabilities"].numpy().argmax(-1))
         single = loaded.signatures["serving_default"](images=tf.constant(images[:1]))
-        np.testing.assert_allclose(single["probabilities"].numpy(), out["probabilities"].numpy()[:1], atol=1e-4)
+        np.testing.assert_allclose(single["probabilities"].numpy(), out["probabilities"].numpy()[:1], atol={atol})
         encoded = []
         for image in images:
             buffer = io.BytesIO(); Image.fromarray(image).save(buffer, format="PNG")
             encoded.append(buffer.getvalue())
         from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
-        np.testing.assert_allclose(from_bytes["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-4)
+        np.testing.assert_allclose(from_bytes["probabilities"].numpy(), out["probabilities"].numpy(), atol={atol})
         print("ok")
     """
     assert run_in_fresh_process(code).strip().endswith("ok")

@@ -94,6 +94,23 @@ def test_classifier_export(tmp_path):
     assert_export_round_trip(path, images, probabilities)
 
 
+def test_mixed_bfloat16_export_serves_float32_probabilities(tmp_path):
+    # The policy "auto" picks on CPUs with AVX512-BF16 and on Ampere+ GPUs.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(2)
+        model = build_fcn(3, (32, 32, 3), weights=None, fc_units=8, variant="8s")
+        path = export_image_model(model, str(tmp_path / "fcn_bf16"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    images = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    probabilities = keras.ops.convert_to_numpy(
+        keras.ops.softmax(keras.ops.cast(model(images.astype("float32")), "float32"), axis=-1)
+    )
+    # bfloat16 keeps 8 bits of mantissa; graph and eager kernels round differently.
+    assert_export_round_trip(path, images, probabilities, atol=2e-2)
+
+
 def test_generator_export(tmp_path):
     inputs = keras.Input((4,))
     x = keras.layers.Dense(8 * 8 * 1, activation="tanh")(inputs)
