@@ -17,10 +17,11 @@ shares are of the summed op time.
 Run (2 quiet cores):
     python benchmarks/op_profile.py --family diffusion          # ~1 min
     python benchmarks/op_profile.py --family unet_resnet50 --keras-kernels
+    python benchmarks/op_profile.py --family unet_resnet50 --precision mixed_bfloat16
     python benchmarks/op_profile.py --smoke                     # seconds (tests)
 
 Prints the tables and writes --output JSON
-(benchmarks/results/op_profile_<family>[_keras].json).
+(benchmarks/results/op_profile_<family>[_keras][_mixed_bfloat16].json).
 """
 
 import argparse
@@ -50,6 +51,8 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the family's batch in train_throughput.py")
     parser.add_argument("--steps", type=int, default=3, help="traced training steps")
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                        help="dtype policy of the profiled model")
     parser.add_argument("--keras-kernels", action="store_true",
                         help="profile with the plain Keras Adam, BatchNormalization and Conv2D "
                         "in place of kerasvision's fused ones (the baseline)")
@@ -61,7 +64,8 @@ def parse_args(argv):
         parser.error("--steps, --top and --batch-size must be positive integers")
     if args.smoke:
         args.steps, args.batch_size = 1, args.batch_size or 2
-    suffix = "_keras" if args.keras_kernels else ""
+    suffix = ("_keras" if args.keras_kernels else "") + (
+        "" if args.precision == "float32" else f"_{args.precision}")
     args.output = args.output or os.path.join(
         common.RESULTS_DIR, f"op_profile_{args.family}{suffix}.json")
     return args
@@ -152,7 +156,7 @@ def run_benchmark(args):
     family = train_throughput.FAMILIES[args.family]
     size = family.smoke_image_size if args.smoke else family.image_size
     batch_size = args.batch_size or (family.smoke_batch_size if args.smoke else family.batch_size)
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
     kernels = common.keras_reference_kernels() if args.keras_kernels else contextlib.nullcontext()
     with kernels:
@@ -166,10 +170,11 @@ def run_benchmark(args):
         train_function = model.make_train_function()
         with tempfile.TemporaryDirectory() as logdir:
             ops = common.trace_op_times(lambda: train_function(dataset), args.steps, logdir)
+    keras.mixed_precision.set_global_policy("float32")
     summary = summarize(ops, _layer_classes(model), args.steps)
 
     kernels_name = "plain Keras kernels" if args.keras_kernels else "kerasvision kernels"
-    print(f"{args.family} at {size}px, batch {batch_size}, float32, {kernels_name}: "
+    print(f"{args.family} at {size}px, batch {batch_size}, {args.precision}, {kernels_name}: "
           f"step {1e3 * step_s:.0f} ms wall, {summary['total_op_ms']:.0f} ms of op self-time")
     share = ("share", "of op time", ".1%")
     print(common.format_table(summary["categories"],

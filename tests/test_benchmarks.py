@@ -189,14 +189,20 @@ def test_layer_profile_smoke_accounts_for_every_convolution(tmp_path, mode):
     assert step["ms"] > 0
 
 
-@pytest.mark.parametrize("keras_kernels", [False, True], ids=["kerasvision", "keras"])
-def test_op_profile_smoke_of_a_trainer_sums_its_ops(tmp_path, keras_kernels):
+@pytest.mark.parametrize("keras_kernels, precision", [
+    (False, "float32"), (True, "float32"), (False, "mixed_bfloat16")],
+    ids=["kerasvision", "keras", "kerasvision-bf16"])
+def test_op_profile_smoke_of_a_trainer_sums_its_ops(tmp_path, keras_kernels, precision):
+    import keras
+
     from benchmarks import op_profile
 
     output = tmp_path / "ops.json"
-    op_profile.main(["--smoke", "--family", "dcgan", "--output", str(output)]
+    op_profile.main(["--smoke", "--family", "dcgan", "--output", str(output), "--precision", precision]
                     + (["--keras-kernels"] if keras_kernels else []))
+    assert keras.mixed_precision.global_policy().name == "float32"
     result = load_json(output)
+    assert result["config"]["precision"] == precision
     categories = {row["category"]: row["ms"] for row in result["categories"]}
     assert list(categories) == list(op_profile.CATEGORIES)
     assert sum(categories.values()) == pytest.approx(result["total_op_ms"])
