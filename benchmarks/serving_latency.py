@@ -144,6 +144,10 @@ def parse_args(argv):
                         help="untimed batch-1 calls first (default 2)")
     parser.add_argument("--export-dir", default=None,
                         help="where to export (default: a temporary directory, removed after)")
+    parser.add_argument("--precision", default="float32",
+                        choices=("float32", "mixed_bfloat16", "auto"),
+                        help="dtype policy of the exported model (auto: what the recipes pick "
+                        "on this hardware)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # One untimed batch-N call even in --smoke: a new batch size retraces the
@@ -172,13 +176,18 @@ def measure_exported(args, export_dir):
 
     from kerasvision.export import export_image_model, load_export
     from kerasvision.models.fcn import build_fcn
+    from kerasvision.training import select_precision
 
     keras.utils.set_random_seed(args.seed)
-    model = build_fcn(NUM_CLASSES, (args.image_size, args.image_size, 3), weights=None,
-                      fc_units=args.fc_units)
-    start = time.perf_counter()
-    path = export_image_model(model, export_dir)
-    export_s = time.perf_counter() - start
+    args.precision = select_precision(args.precision)
+    try:
+        model = build_fcn(NUM_CLASSES, (args.image_size, args.image_size, 3), weights=None,
+                          fc_units=args.fc_units)
+        start = time.perf_counter()
+        path = export_image_model(model, export_dir)
+        export_s = time.perf_counter() - start
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     start = time.perf_counter()
     loaded = load_export(path)
     load_s = time.perf_counter() - start

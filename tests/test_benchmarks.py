@@ -283,3 +283,18 @@ def test_serving_latency_smoke(tmp_path):
         assert row["batch1_p99_ms"] >= row["batch1_p50_ms"]
     assert rows["keras_call"]["vs_keras_call"] == pytest.approx(1.0)
     assert [t["met"] is not None for t in result["targets"]] == [True, True]
+
+
+def test_serving_latency_times_a_mixed_bfloat16_export(tmp_path):
+    import keras
+
+    output = tmp_path / "serving.json"
+    serving_latency.main(["--smoke", "--output", str(output), "--precision", "mixed_bfloat16",
+                          "--methods", "keras_call,serving_default",
+                          "--export-dir", str(tmp_path / "export")])
+    assert keras.mixed_precision.global_policy().name == "float32"
+    result = load_json(output)
+    assert result["config"]["precision"] == "mixed_bfloat16"
+    rows = {row["method"]: row for row in result["rows"]}
+    assert set(rows) == {"keras_call", "serving_default"}
+    assert all("error" not in row for row in rows.values())
