@@ -159,18 +159,20 @@ def run_benchmark(args):
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
     kernels = common.keras_reference_kernels() if args.keras_kernels else contextlib.nullcontext()
-    with kernels:
-        model = family.build(size, args.smoke)
-        family.compile(model, False, 1)
-        batch, _ = train_throughput.make_batch(family.kind, size, batch_size)
-        step_s = train_throughput.measure_training(model, batch, repeats=args.steps)["step_s"]
-        import tensorflow as tf
+    try:
+        with kernels:
+            model = family.build(size, args.smoke)
+            family.compile(model, False, 1)
+            batch, _ = train_throughput.make_batch(family.kind, size, batch_size)
+            step_s = train_throughput.measure_training(model, batch, repeats=args.steps)["step_s"]
+            import tensorflow as tf
 
-        dataset = iter(tf.data.Dataset.from_tensors(batch).repeat())
-        train_function = model.make_train_function()
-        with tempfile.TemporaryDirectory() as logdir:
-            ops = common.trace_op_times(lambda: train_function(dataset), args.steps, logdir)
-    keras.mixed_precision.set_global_policy("float32")
+            dataset = iter(tf.data.Dataset.from_tensors(batch).repeat())
+            train_function = model.make_train_function()
+            with tempfile.TemporaryDirectory() as logdir:
+                ops = common.trace_op_times(lambda: train_function(dataset), args.steps, logdir)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     summary = summarize(ops, _layer_classes(model), args.steps)
 
     kernels_name = "plain Keras kernels" if args.keras_kernels else "kerasvision kernels"
