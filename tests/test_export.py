@@ -96,13 +96,11 @@ def test_classifier_export(tmp_path):
 
 def test_mixed_bfloat16_export_serves_float32_probabilities(tmp_path):
     # The policy "auto" picks on CPUs with AVX512-BF16 and on Ampere+ GPUs.
+    # conftest's autouse fixture restores float32 afterwards.
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        keras.utils.set_random_seed(2)
-        model = build_fcn(3, (32, 32, 3), weights=None, fc_units=8, variant="8s")
-        path = export_image_model(model, str(tmp_path / "fcn_bf16"))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(2)
+    model = build_fcn(3, (32, 32, 3), weights=None, fc_units=8, variant="8s")
+    path = export_image_model(model, str(tmp_path / "fcn_bf16"))
     images = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     probabilities = keras.ops.convert_to_numpy(
         keras.ops.softmax(keras.ops.cast(model(images.astype("float32")), "float32"), axis=-1)

@@ -100,21 +100,18 @@ def test_fused_batch_norm_falls_back_where_the_fused_op_does_not_apply(case):
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_batch_norm_under_mixed_precision_equals_keras(training):
     # 16-bit activations go into the fused op as they are (float32 statistics inside).
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        rng = np.random.default_rng(3)
-        x = rng.normal(1.0, 2.0, (2, 6, 5, 8)).astype("float32")
-        fused, reference = FusedBatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
-        reference.build(x.shape)
-        reference.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32")
-                               for w in reference.get_weights()])
-        initial = reference.get_weights()
-        fused.build(x.shape)
-        fused.set_weights(initial)
-        fused_results = _values_and_gradients(fused, x, training)
-        reference_results = _values_and_gradients(reference, x, training)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # conftest restores float32
+    rng = np.random.default_rng(3)
+    x = rng.normal(1.0, 2.0, (2, 6, 5, 8)).astype("float32")
+    fused, reference = FusedBatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    reference.build(x.shape)
+    reference.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32")
+                           for w in reference.get_weights()])
+    initial = reference.get_weights()
+    fused.build(x.shape)
+    fused.set_weights(initial)
+    fused_results = _values_and_gradients(fused, x, training)
+    reference_results = _values_and_gradients(reference, x, training)
     assert fused_results[0].dtype == reference_results[0].dtype == tf.bfloat16
     assert fused.moving_mean.dtype == "float32" and fused.gamma.dtype == "float32"
     # bfloat16 keeps 8 bits of mantissa: about 1% of each tensor's scale.
