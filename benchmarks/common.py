@@ -37,6 +37,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 
+# kerasvision before TensorFlow: its import sets the oneDNN limit AMX CPUs need.
+from kerasvision.hardware import cpu_info  # noqa: E402
 import numpy as np  # noqa: E402
 
 # Ops that call another graph function: the profiler counts only the ops of
@@ -106,20 +108,12 @@ def parse_list(parser, flag, text, choices=None, cast=str):
 
 def cpu_flags():
     """The CPU feature flags that decide bfloat16 speed, from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            text = handle.read()
-    except OSError:
-        return {}
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split()) if "flags" in text else set()
-    return {
-        "model": model.group(1).strip() if model else platform.processor(),
-        "avx512f": "avx512f" in flags,
-        "avx512_vnni": "avx512_vnni" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-    }
+    model, flags = cpu_info()
+    info = {"model": model}
+    info.update({flag: flag in flags
+                 for flag in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")})
+    info["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return info
 
 
 def environment():
