@@ -63,6 +63,12 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
     group.add_argument("--max-train-minutes", type=float, default=None,
                        help="wall-clock budget for training, in minutes; stops after the "
                        "step that exceeds it (0: no limit)")
+    group.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                       help="cosine: warm up, then decay to zero by the end of the epochs "
+                       "or of --max-train-minutes, whichever comes first")
+    group.add_argument("--decay-fraction", type=float, default=0.35,
+                       help="with --lr-schedule cosine: the final share of training over which "
+                       "the rate decays to zero; before it, it holds at --learning-rate")
     group.add_argument("--augment", choices=("true", "false"), default="true",
                        help="random flips and small zooms of image and mask together")
     return parser
@@ -95,6 +101,9 @@ def load_segmentation_data(args):
         class_names = tuple(f"class {index}" for index in range(args.num_classes))
     if args.smoke:
         train, validation = train.take(SMOKE_IMAGES), validation.take(SMOKE_IMAGES)
+    # Checked before the pipeline caches it: a partial read of a cached dataset
+    # leaves the cache incomplete (tf.data warns about it on every run).
+    data.validate_dataset(train, len(class_names))
     augmenter = (
         data.build_segmentation_augmenter(flip=True, zoom=0.1, seed=args.seed)
         if args.augment == "true" else None
@@ -103,7 +112,6 @@ def load_segmentation_data(args):
         train, args.batch_size, training=True, augmenter=augmenter, seed=args.seed
     )
     validation = data.make_segmentation_pipeline(validation, args.batch_size, training=False)
-    data.validate_dataset(train, len(class_names))
     return train, validation, class_names
 
 
@@ -185,9 +193,12 @@ def _summarise(confusion, class_names, seconds):
 
 
 def _plot_predictions(model, dataset, class_names, path, count=4):
-    images, masks = next(iter(dataset.unbatch().batch(count)))
+    # Read to the end: an iterator left part-way through a cached pipeline
+    # leaves its cache incomplete (tf.data warns about it).
+    images, masks = [np.concatenate(parts)[:count] for parts in zip(
+        *((x.numpy(), y.numpy()) for x, y in dataset))]
     predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
-    visualize.plot_segmentation_examples(images.numpy(), masks.numpy(), predicted, class_names, path)
+    visualize.plot_segmentation_examples(images, masks, predicted, class_names, path)
 
 
 __all__ = [

@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -19,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from kerasvision import distribute
+from kerasvision import distribute, hardware
 from kerasvision.backbones import get_backbone_spec, set_trainable_blocks
 from kerasvision.validation import IGNORE_LABEL, check_choice, check_int
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+SCHEDULES = ("constant", "cosine")
 
 
 def native_bfloat16_device():
@@ -37,11 +37,7 @@ def native_bfloat16_device():
         details = tf.config.experimental.get_device_details(gpu)
         if details.get("compute_capability", (0, 0)) >= (8, 0):
             return f"GPU {details.get('device_name', gpu.name)}"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", handle.read()))
-    except OSError:
-        flags = set()
+    flags = hardware.cpu_info()[1] & {"avx512_bf16", "amx_bf16"}
     if flags:
         return f"CPU with {'/'.join(sorted(flags))}"
     return None
@@ -70,6 +66,10 @@ def select_precision(precision="auto", verbose=True):
     keras.mixed_precision.set_global_policy(precision)
     if verbose:
         print(f"precision: {precision} ({reason})")
+        if precision != "float32" and hardware.onednn_limit:
+            print(f"oneDNN limited to {hardware.onednn_limit} on this AMX CPU (a heap corruption "
+                  "in its AMX bfloat16 kernels, docs/known_issues.md); set ONEDNN_MAX_CPU_ISA "
+                  "to override")
     return precision
 
 
@@ -146,10 +146,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 def _loss_scale_optimizers(model):
     """The model's `LossScaleOptimizer`s when every optimizer it trains with is one, else []."""
-    optimizers = [getattr(model, "optimizer", None)] + [
-        value for value in vars(model).values() if isinstance(value, keras.optimizers.Optimizer)
-    ]
-    optimizers = list({id(o): o for o in optimizers if o is not None}.values())
+    optimizers = _optimizers(model)
     if optimizers and all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers):
         return optimizers
     return []
@@ -174,6 +171,76 @@ class TimeBudget(keras.callbacks.Callback):
         if self.deadline is not None and time.time() >= self.deadline:
             self.expired = True
             self.model.stop_training = True
+
+
+class WarmupCosineToBudget(keras.callbacks.Callback):
+    """Warms the learning rate up, holds it, then decays it along a cosine to the end of training.
+
+    The end is whichever comes first: the last step of the `fit` call or the
+    wall-clock deadline. A run limited by time therefore still anneals its
+    learning rate to zero instead of stopping at the peak while the loss is
+    still falling. The shape is warm-up, stable, decay ("WSD", Hu et al.
+    2024, MiniCPM; the warm-up of Goyal et al. 2017; with `decay_fraction=1`
+    it is the one-cycle cosine of Loshchilov and Hutter 2017). Progress is
+    `max(step / total_steps, elapsed / (deadline - start))`, so the rate
+    never rises again, whatever the speed of the machine.
+
+    Args:
+        peak_learning_rate: float > 0, the rate after warm-up.
+        total_steps: int >= 1, optimizer steps of this `fit` call.
+        deadline: float or None, `time.time()` at which training stops.
+        warmup_fraction: float in [0, 1), share of the progress spent warming up.
+        decay_fraction: float in (0, 1], share of the progress spent decaying,
+            at the end.
+        final_fraction: float in [0, 1], rate at the end as a share of the peak.
+    """
+
+    def __init__(self, peak_learning_rate, total_steps, deadline=None,
+                 warmup_fraction=0.03, decay_fraction=1.0, final_fraction=0.0):
+        super().__init__()
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.total_steps = max(1, int(total_steps))
+        self.deadline = deadline
+        self.warmup_fraction = warmup_fraction
+        self.decay_fraction = decay_fraction
+        self.final_fraction = final_fraction
+        self._started = None
+        self._first_step = 0
+        self._progress = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._started = time.time()
+        # A resumed run restores the optimizer's step count: continue from it.
+        self._first_step = int(self.model.optimizer.iterations)
+
+    def progress(self):
+        """Share of the training done, in [0, 1]; never decreases."""
+        done = int(self.model.optimizer.iterations) / self.total_steps
+        if self.deadline is not None:
+            # Time counts from this run's start; a resumed run adds it to the steps it restored.
+            remaining = self.deadline - self._started
+            elapsed = 1.0 if remaining <= 0 else (time.time() - self._started) / remaining
+            restored = self._first_step / self.total_steps
+            done = max(done, restored + (1 - restored) * elapsed)
+        self._progress = min(1.0, max(self._progress, done))
+        return self._progress
+
+    def learning_rate_at(self, progress):
+        """The learning rate at a share `progress` of training."""
+        if progress < self.warmup_fraction:
+            return self.peak_learning_rate * (progress + 1 / self.total_steps) / (
+                self.warmup_fraction + 1 / self.total_steps)
+        decay_start = max(self.warmup_fraction, 1 - self.decay_fraction)
+        span = max(0.0, progress - decay_start) / max(1e-12, 1 - decay_start)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, span)))
+        return self.peak_learning_rate * (self.final_fraction + (1 - self.final_fraction) * cosine)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.learning_rate_at(self.progress()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
 class KeyPipelinesByEpoch(keras.callbacks.Callback):
@@ -272,20 +339,55 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """`ModelCheckpoint` that writes to a temporary file and renames it into place.
 
     A kill while the best checkpoint is being written leaves the previous
-    best intact instead of half a file. Takes `ModelCheckpoint`'s arguments
-    (a fixed `filepath` ending in `.weights.h5` or `.keras`).
+    best intact instead of half a file. With `save_weights_only=True` the
+    file holds the network's weights alone (`save_model_weights`): the
+    optimizer's moments, twice the weights' size under Adam, belong in the
+    resume backup, not in the checkpoint a user keeps. Takes
+    `ModelCheckpoint`'s arguments (a fixed `filepath` ending in
+    `.weights.h5` or `.keras`).
     """
 
     def _save_model(self, epoch, batch, logs):
-        final_path = self.filepath
-        stem, extension = _split_extension(final_path)
-        self.filepath = f"{stem}.tmp{extension}"
-        try:
-            super()._save_model(epoch, batch, logs)
-        finally:
-            self.filepath = final_path
-        if os.path.exists(f"{stem}.tmp{extension}"):
-            os.replace(f"{stem}.tmp{extension}", final_path)
+        filepath = self._get_file_path(epoch, batch, logs or {})
+        if not self._should_save_model(epoch, batch, logs or {}, filepath):
+            return
+        os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
+        stem, extension = _split_extension(filepath)
+        temporary = f"{stem}.tmp{extension}"
+        if self.save_weights_only:
+            save_model_weights(self.model, temporary)
+        else:
+            self.model.save(temporary, overwrite=True)
+        os.replace(temporary, filepath)
+
+
+def _optimizers(model):
+    """Every optimizer the model trains with (a GAN's two included)."""
+    found = [getattr(model, "optimizer", None)] + [
+        value for value in vars(model).values() if isinstance(value, keras.optimizers.Optimizer)
+    ]
+    return list({id(o): o for o in found if o is not None}.values())
+
+
+def save_model_weights(model, path):
+    """Writes the model's weights, without optimizer state, to a `.weights.h5` file.
+
+    Keras's `model.save_weights` also writes the compiled optimizer's
+    variables (Adam: two moments per weight, so three times the size).
+    """
+    from keras.src.saving import saving_lib
+
+    saving_lib.save_weights_only(model, path, objects_to_skip=_optimizers(model))
+
+
+def load_model_weights(model, path):
+    """Reads a file of `save_model_weights` (or of `model.save_weights`) into the model.
+
+    The optimizer's state is left as it is.
+    """
+    from keras.src.saving import saving_lib
+
+    saving_lib.load_weights_only(model, path, objects_to_skip=_optimizers(model))
 
 
 def _split_extension(path):
@@ -295,7 +397,7 @@ def _split_extension(path):
     return os.path.splitext(path)
 
 
-def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
+def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, schedule=None):
     """The callbacks every recipe trains with.
 
     Args:
@@ -305,6 +407,8 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
         phase: str, names the backup directory so that each phase of a
             multi-phase schedule resumes on its own.
         deadline: float or None, `time.time()` at which training stops (`TimeBudget`).
+        schedule: a learning-rate callback such as `WarmupCosineToBudget`, or
+            None (the compiled rate stays constant).
 
     Returns:
         list of callbacks: `ResumableBackup` (rerunning the same command
@@ -321,6 +425,8 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None):
     best_so_far = (max(previous) if mode == "max" else min(previous)) if previous else None
     return [
         ResumableBackup(os.path.join(run_dir, f"backup_{phase}")),
+        # After the backup, which restores the optimizer's step count it reads.
+        *([schedule] if schedule is not None else []),
         KeyPipelinesByEpoch(),
         AtomicModelCheckpoint(
             best_path,
@@ -353,13 +459,21 @@ def fit_two_phase(
     pretrained=True,
     steps_per_epoch=None,
     max_minutes=None,
+    schedule="constant",
+    decay_fraction=1.0,
     verbose=2,
 ):
     """Trains a head on a frozen backbone, then fine-tunes the backbone's last stages.
 
-    Each phase has its own `BackupAndRestore` directory and a marker written
-    when it ends, so rerunning after a kill skips finished phases and resumes
-    the interrupted one at its last finished epoch.
+    Each phase has its own resume backup (`ResumableBackup`) and a marker
+    file `<phase>.done` written when it ends, so rerunning after a kill skips
+    finished phases and resumes the interrupted one at its last finished
+    epoch. Between phases the weights a phase ended with wait in
+    `<phase>_end.weights.h5` for the next one. When training ends, backups
+    and those files are removed and the model is given the best
+    checkpoint's weights (`best.weights.h5`, weights only), so a finished run
+    keeps one copy of the weights. Rerunning a finished run trains nothing
+    and loads that checkpoint.
 
     Args:
         model: the `keras.Model` to train; its backbone is the sub-model named
@@ -381,6 +495,11 @@ def fit_two_phase(
         steps_per_epoch: int or None, batches per epoch.
         max_minutes: float or None, wall-clock budget for all phases; training
             stops (after validating the cut epoch) when it runs out.
+        schedule: "constant" (each phase at its learning rate) or "cosine"
+            (`WarmupCosineToBudget`: each phase warms up to its learning rate,
+            then decays to zero by its last step or the deadline).
+        decay_fraction: float in (0, 1], with "cosine": the final share of
+            each phase over which the rate decays (before it, the rate holds).
         verbose: `fit` verbosity.
 
     Returns:
@@ -389,6 +508,7 @@ def fit_two_phase(
     """
     check_int("frozen_epochs", frozen_epochs, minimum=0)
     check_int("finetune_epochs", finetune_epochs, minimum=0)
+    check_choice("schedule", schedule, SCHEDULES)
     if backbone is None:  # no pretrained part: one phase trains everything
         pretrained = False
     else:
@@ -411,12 +531,22 @@ def fit_two_phase(
                 backbone_model, backbone, num_stages if blocks is None else blocks,
                 keep_batch_norm_frozen=pretrained,
             )
-        done_marker = os.path.join(run_dir, f"{phase}_done.weights.h5")
+        done_marker = os.path.join(run_dir, f"{phase}.done")
+        end_weights = os.path.join(run_dir, f"{phase}_end.weights.h5")
         if os.path.exists(done_marker):
-            model.load_weights(done_marker)
+            # A finished run keeps only its best checkpoint: a phase added to it starts there.
+            for path in (end_weights, os.path.join(run_dir, "best.weights.h5")):
+                if os.path.exists(path):
+                    load_model_weights(model, path)
+                    break
         else:
             compile_fn(learning_rate)
             _build_optimizer(model)
+            rate_schedule = None
+            if schedule == "cosine":
+                steps = steps_per_epoch or int(train_data.cardinality())
+                rate_schedule = WarmupCosineToBudget(learning_rate, epochs * max(1, steps),
+                                                     deadline, decay_fraction=decay_fraction)
             # model.fit, or the multi-worker loop Keras' fit lacks (keras#20585).
             distribute.fit(
                 model,
@@ -426,14 +556,24 @@ def fit_two_phase(
                 epochs=first_epoch + epochs,
                 steps_per_epoch=steps_per_epoch,
                 shuffle=False,  # the tf.data pipeline shuffles
-                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase, deadline=deadline),
+                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase, deadline=deadline,
+                                         schedule=rate_schedule),
                 verbose=verbose,
             )
-            _save_atomically(model, done_marker)
+            _save_atomically(model, end_weights)
+            with open(done_marker, "w"):
+                pass
             if deadline is not None and time.time() >= deadline:
                 print(f"time budget of {max_minutes} min used up after phase '{phase}'")
                 break
         first_epoch += epochs
+    for phase, *_ in phases:
+        end_weights = os.path.join(run_dir, f"{phase}_end.weights.h5")
+        if os.path.exists(end_weights):
+            os.remove(end_weights)
+    best_path = os.path.join(run_dir, "best.weights.h5")
+    if os.path.exists(best_path):
+        load_model_weights(model, best_path)
     return read_history(os.path.join(run_dir, "history.csv"))
 
 
@@ -463,6 +603,8 @@ def fit_two_phase_from_flags(model, backbone, train_data, validation_data, compi
         pretrained=pretrained,
         steps_per_epoch=2 if args.smoke else None,
         max_minutes=args.max_train_minutes,
+        schedule=getattr(args, "lr_schedule", "constant"),
+        decay_fraction=getattr(args, "decay_fraction", 1.0),
         verbose=verbose,
     )
 
@@ -476,7 +618,7 @@ def _build_optimizer(model):
 def _save_atomically(model, path):
     """Writes weights to a temporary file, then renames it: a kill never leaves half a file."""
     temporary = _split_extension(path)[0] + ".tmp.weights.h5"
-    model.save_weights(temporary)
+    save_model_weights(model, temporary)
     os.replace(temporary, path)
 
 

@@ -156,8 +156,8 @@ def test_recipe_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     resumed_weights = _h5_arrays(output_dir / "best.weights.h5")
     reference_weights = _h5_arrays(tmp_path / "reference" / "best.weights.h5")
     assert resumed_weights.keys() == reference_weights.keys()
-    iterations = [key for key in resumed_weights if key.startswith("optimizer")][0]
-    assert int(resumed_weights[iterations]) > 0
+    # The best checkpoint is weights only; equal weights show the optimizer state carried over.
+    assert not [key for key in resumed_weights if key.startswith("optimizer")]
     for key, value in reference_weights.items():
         np.testing.assert_allclose(resumed_weights[key], value, rtol=1e-5, atol=1e-6,
                                    err_msg=key)

@@ -1,5 +1,7 @@
 import os
+import time
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -66,9 +68,57 @@ def test_two_phase_freezes_then_finetunes_and_skips_finished_phases(tmp_path):
     history = fit_two_phase(**arguments)
     assert compiled == [1e-3, 1e-4], "the finished frozen phase must be skipped on rerun"
     assert _changed(after_frozen, _weights_of(backbone))
-    assert os.path.exists(tmp_path / "frozen_done.weights.h5")
-    assert os.path.exists(tmp_path / "finetune_done.weights.h5")
+    assert os.path.exists(tmp_path / "frozen.done") and os.path.exists(tmp_path / "finetune.done")
     assert len(history["loss"]) == 2 and "val_mean_iou" in history
+
+
+def test_a_finished_run_keeps_one_weights_only_copy(tmp_path):
+    model = _tiny_fcn()
+    data = _tiny_data()
+    fit_two_phase(
+        model, "vgg16", data, data, lambda lr: compile_segmenter(model, 2, "ce", lr),
+        str(tmp_path), "val_mean_iou", frozen_epochs=1, finetune_epochs=1, verbose=0,
+    )
+    files = sorted(os.listdir(tmp_path))
+    assert [name for name in files if name.endswith((".h5", ".keras"))] == ["best.weights.h5"]
+    assert not any(name.startswith("backup_") for name in files), files
+    with h5py.File(tmp_path / "best.weights.h5") as handle:
+        assert "optimizer" not in handle.keys()
+    weight_bytes = sum(4 * int(np.prod(w.shape)) for w in model.weights)
+    assert os.path.getsize(tmp_path / "best.weights.h5") <= 1.25 * weight_bytes
+    # The model holds the best checkpoint's weights; rerunning trains nothing and loads them.
+    reloaded = _tiny_fcn()
+    history = fit_two_phase(
+        reloaded, "vgg16", data, data, lambda lr: pytest.fail("a finished phase was rerun"),
+        str(tmp_path), "val_mean_iou", frozen_epochs=1, finetune_epochs=1, verbose=0,
+    )
+    assert len(history["loss"]) == 2
+    for before, after in zip(model.weights, reloaded.weights):
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+
+def test_warmup_cosine_reaches_zero_at_the_deadline_or_last_step():
+    from kerasvision.training import WarmupCosineToBudget
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    schedule = WarmupCosineToBudget(0.1, total_steps=40, warmup_fraction=0.1)
+    rates = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: rates.append(float(model.optimizer.learning_rate)))
+    model.fit(np.ones((80, 3)), np.ones((80, 1)), batch_size=2, epochs=1,
+              callbacks=[schedule, record], verbose=0)
+    steps = np.arange(40) / 40
+    # The closed form: linear warm-up to 0.1 over 4 steps, then 0.05 (1 + cos(pi t)).
+    expected = np.where(steps < 0.1, 0.1 * (steps + 1 / 40) / (0.1 + 1 / 40),
+                        0.05 * (1 + np.cos(np.pi * (steps - 0.1) / 0.9)))
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    # Past the deadline the rate is the end of the cosine at once, whatever the step.
+    late = WarmupCosineToBudget(0.1, total_steps=10**6, deadline=time.time() - 1)
+    late.set_model(model)
+    late.on_train_begin()
+    assert late.learning_rate_at(late.progress()) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_finetune_blocks_limits_what_trains(tmp_path):
