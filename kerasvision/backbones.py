@@ -105,6 +105,9 @@ def get_backbone_spec(backbone):
     return BACKBONES[backbone]
 
 
+WEIGHTS_HOST = "storage.googleapis.com"  # where keras.applications downloads weights from
+
+
 def keras_cache_dir():
     """Directory where Keras caches downloaded application weights."""
     keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
@@ -264,17 +267,29 @@ def resolve_weights(backbone, weights):
     weights = _check_weights_argument(weights)
     if weights != "auto":
         return weights
-    try:
-        _load_imagenet(backbone, False, (64, 64, 3))
+    cached = os.path.join(keras_cache_dir(), BACKBONES[backbone].weight_files[1])
+    # Look before downloading: offline, Keras would print "Downloading data
+    # from ..." for an attempt that cannot succeed.
+    if os.path.exists(cached) or _weights_host_reachable():
         return "imagenet"
-    except RuntimeError:
-        warnings.warn(
-            f"weights='auto': ImageNet weights of {backbone} are not available "
-            f"(not in {keras_cache_dir()} and not downloadable); training from random "
-            "initialisation.",
-            stacklevel=2,
-        )
-        return None
+    warnings.warn(
+        f"weights='auto': ImageNet weights of {backbone} are not available "
+        f"(not in {keras_cache_dir()} and no network); training from random "
+        "initialisation.",
+        stacklevel=2,
+    )
+    return None
+
+
+def _weights_host_reachable(timeout=3.0):
+    """Whether the host serving `keras.applications` weights answers a TCP connection."""
+    import socket
+
+    try:
+        with socket.create_connection((WEIGHTS_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def build_backbone(backbone, input_shape=(None, None, 3), weights="auto", name=None):

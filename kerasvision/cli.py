@@ -9,6 +9,7 @@ builds (and compiles) its model inside `args.distribute_strategy.scope()`
 import argparse
 import os
 import sys
+import warnings
 
 import keras
 import tensorflow as tf
@@ -112,6 +113,8 @@ def setup_run(args, run_name):
         The `fit` verbosity to use.
     """
     check_common_args(args)
+    # Warnings as one line each, without the source line Python repeats under them.
+    warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
     # First: MultiWorkerMirroredStrategy must configure the runtime before
     # anything runs a TensorFlow op (seeding included).
     strategy = get_strategy(args.strategy)

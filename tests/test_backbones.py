@@ -108,11 +108,30 @@ def test_imagenet_offline_fails_fast_naming_the_cache(monkeypatch, tmp_path):
     assert str(tmp_path / "models") in message and "weights=" in message
 
 
-def test_auto_falls_back_to_random_with_one_warning(monkeypatch, tmp_path):
+def _no_download(*args, **kwargs):
+    raise AssertionError("weights='auto' attempted a download")
+
+
+def test_auto_offline_falls_back_to_random_without_a_download_attempt(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", _offline_get_file)
+    monkeypatch.setattr(backbones, "_weights_host_reachable", lambda: False)
+    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", _no_download)
     with pytest.warns(UserWarning, match="random initialisation"):
         assert resolve_weights("vgg16", "auto") is None
+
+
+def test_auto_takes_a_cached_file_without_asking_the_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "_weights_host_reachable", _no_download)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / backbones.BACKBONES["vgg16"].weight_files[1]).write_bytes(b"")
+    assert resolve_weights("vgg16", "auto") == "imagenet"
+
+
+def test_auto_downloads_when_the_weights_host_answers(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "_weights_host_reachable", lambda: True)
+    assert resolve_weights("vgg16", "auto") == "imagenet"
 
 
 @pytest.mark.parametrize(
