@@ -46,13 +46,12 @@ def main(argv=None):
         print(f"  {name:<10} {share:6.1%} of pixels")
     print(f"majority-class baseline mIoU: {miou:.3f}")
 
-    # Opaque mask colours (alpha 0.8): the ground truth reads at a glance.
     start = time.process_time()
     make_shapes_scenes(1024, image_size=128, seed=0)
     print(f"1024 scenes of 128px: {time.process_time() - start:.2f} s of CPU time")
 
     path = plot_segmentation_examples(images[:8], masks[:8], None, SHAPES_CLASS_NAMES,
-                                      args.output, alpha=0.8, examples_per_row=2)
+                                      args.output)
     print(f"wrote {path} ({os.path.getsize(path) / 1024:.0f} KB)")
 
 

@@ -149,9 +149,90 @@ def _check_batch(name, array, ndims):
     return array
 
 
+def colour_mask(mask, num_classes):
+    """Paints class ids as solid palette colours (`class_palette`); ignored pixels white.
+
+    Args:
+        mask: int `[H, W]` class ids.
+        num_classes: int, size of the palette.
+
+    Returns:
+        uint8 `[H, W, 3]`.
+    """
+    mask = _as_mask(mask)
+    palette = class_palette(num_classes)
+    painted = np.empty(mask.shape + (3,), np.uint8)
+    painted[...] = _IGNORE_COLOUR
+    known = mask < num_classes
+    painted[known] = palette[mask[known]]
+    return painted
+
+
+def outline_mask(image, mask, num_classes):
+    """Draws the boundaries between the mask's regions on the image, in class colours.
+
+    A pixel is on a boundary when a 4-neighbour has another class; it takes
+    the colour of its own class (background boundaries are left as the image).
+
+    Args:
+        image: `[H, W, 3]` RGB in [0, 255].
+        mask: int `[H, W]` class ids, the image's size.
+        num_classes: int, size of the palette.
+
+    Returns:
+        uint8 `[H, W, 3]`.
+    """
+    image = _as_uint8_image(image)
+    mask = _as_mask(mask)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"`mask` must be the image's size {image.shape[:2]}; received {mask.shape}.")
+    edge = np.zeros(mask.shape, bool)
+    edge[1:] |= mask[1:] != mask[:-1]
+    edge[:-1] |= mask[:-1] != mask[1:]
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+    edge &= (mask > 0) & (mask < num_classes)
+    out = image.copy()
+    out[edge] = class_palette(num_classes)[mask[edge]]
+    return out
+
+
+def image_mean_iou(mask_true, mask_pred, num_classes, ignore_label=IGNORE_LABEL):
+    """Mean IoU of one image over the classes present in its ground truth or prediction.
+
+    Args:
+        mask_true, mask_pred: int `[H, W]` class ids.
+        num_classes: int.
+        ignore_label: pixels of `mask_true` with this id are not counted.
+
+    Returns:
+        float in [0, 1] (1.0 when no class is present in either).
+    """
+    valid = mask_true != ignore_label
+    ious = []
+    for c in range(num_classes):
+        truth, predicted = (mask_true == c) & valid, (mask_pred == c) & valid
+        union = np.count_nonzero(truth | predicted)
+        if union:
+            ious.append(np.count_nonzero(truth & predicted) / union)
+    return float(np.mean(ious)) if ious else 1.0
+
+
+def _upscale(tile, min_size):
+    """Nearest-neighbour enlargement by a whole factor, to at least `min_size` pixels."""
+    factor = max(1, -(-min_size // max(tile.shape[:2])))
+    return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
+
+
 def plot_segmentation_examples(images, masks_true, masks_pred, class_names, path,
-                               alpha=0.5, max_examples=8, examples_per_row=1):
-    """Rows of image | ground-truth overlay | prediction overlay, with a legend.
+                               max_examples=8, min_tile_pixels=160):
+    """One row per example: image, ground truth, prediction, predicted outlines on the image.
+
+    Ground truth and prediction are drawn as solid class colours, the same
+    colours as the legend (`class_palette`); the last panel draws the
+    predicted regions' boundaries over the image. Tiles are enlarged by
+    nearest neighbour (no blurring of pixels or labels) to at least
+    `min_tile_pixels`, and each row is titled with that image's mean IoU.
 
     Args:
         images: `[N, H, W, 3]` RGB in [0, 255].
@@ -160,9 +241,8 @@ def plot_segmentation_examples(images, masks_true, masks_pred, class_names, path
             taken), or None to draw only the image and ground truth.
         class_names: sequence of `C` names, indexed by class id.
         path: output PNG path.
-        alpha: float, overlay opacity (1.0 paints the mask colours opaquely).
-        max_examples: int, at most this many examples are drawn.
-        examples_per_row: int, examples drawn side by side in each row.
+        max_examples: int, at most this many rows.
+        min_tile_pixels: int, smallest side of a drawn tile, in pixels.
 
     Returns:
         `path`.
@@ -177,13 +257,11 @@ def plot_segmentation_examples(images, masks_true, masks_pred, class_names, path
     if len(class_names) < 1:
         raise ValueError("`class_names` must name at least one class; received [].")
     max_examples = check_int("max_examples", max_examples, minimum=1)
-    examples_per_row = check_int("examples_per_row", examples_per_row, minimum=1)
-    panels = [("image", None), ("ground truth", masks_true)]
+    min_tile_pixels = check_int("min_tile_pixels", min_tile_pixels, minimum=1)
     if masks_pred is not None:
         masks_pred = _check_batch("masks_pred", masks_pred, (3, 4))
         if masks_pred.ndim == 4 and masks_pred.shape[-1] > 1:
             masks_pred = np.argmax(masks_pred, axis=-1)
-        panels.append(("prediction", masks_pred))
     for arg, masks in (("masks_true", masks_true), ("masks_pred", masks_pred)):
         if masks is not None and masks.shape[0] != images.shape[0]:
             raise ValueError(
@@ -192,24 +270,31 @@ def plot_segmentation_examples(images, masks_true, masks_pred, class_names, path
             )
     num_classes = max(len(class_names), 2)
     count = min(images.shape[0], max_examples)
-    ncols = len(panels) * min(examples_per_row, count)
-    nrows = -(-count // examples_per_row)
-    # About 1.1 inch per legend entry at font size 7.
-    legend_cols = max(1, min(len(class_names), int(_TILE_INCHES * ncols / 1.1)))
+    titles = ["image", "ground truth"] + (
+        ["prediction", "predicted outlines"] if masks_pred is not None else [])
+    tile_pixels = _upscale(images[0], min_tile_pixels).shape[:2]
+    tile_inches = (tile_pixels[1] / _DPI, tile_pixels[0] / _DPI)
+    ncols = len(titles)
+    legend_cols = max(1, min(len(class_names), int(tile_inches[0] * ncols / 1.1)))
     legend_inches = 0.1 + 0.22 * -(-len(class_names) // legend_cols)
-    height = _TILE_INCHES * nrows + 0.25 + legend_inches
-    fig = Figure(figsize=(_TILE_INCHES * ncols, height))
+    row_inches = tile_inches[1] + 0.3  # room for the row's title
+    height = row_inches * count + 0.25 + legend_inches
+    fig = Figure(figsize=(tile_inches[0] * ncols + 0.2, height))
     for i in range(count):
-        for p, (title, masks) in enumerate(panels):
-            position = (i // examples_per_row) * ncols + (i % examples_per_row) * len(panels) + p
-            ax = fig.add_subplot(nrows, ncols, position + 1)
-            tile = images[i] if masks is None else overlay_mask(
-                images[i], masks[i], alpha=alpha, num_classes=num_classes)
-            ax.imshow(_as_uint8_image(tile, "images"), interpolation="nearest")
+        tiles = [images[i], colour_mask(masks_true[i], num_classes)]
+        if masks_pred is not None:
+            tiles += [colour_mask(masks_pred[i], num_classes),
+                      outline_mask(images[i], masks_pred[i], num_classes)]
+        for p, tile in enumerate(tiles):
+            ax = fig.add_subplot(count, ncols, i * ncols + p + 1)
+            ax.imshow(_upscale(_as_uint8_image(tile, "images"), min_tile_pixels),
+                      interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if i < examples_per_row:
-                ax.set_title(title, fontsize=8)
+            label = titles[p]
+            if p == 0 and masks_pred is not None:
+                label = (f"#{i}  mIoU {image_mean_iou(masks_true[i], masks_pred[i], num_classes):.2f}")
+            ax.set_title(label, fontsize=8)
     palette = class_palette(num_classes) / 255.0
     handles = [Patch(color=palette[i], label=f"{i} {name}") for i, name in enumerate(class_names)]
     fig.legend(handles=handles, loc="lower center", ncol=legend_cols, fontsize=7, frameon=False)

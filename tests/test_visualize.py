@@ -68,13 +68,44 @@ def test_plot_segmentation_examples(tmp_path):
         images, masks, probabilities, ["background", "a", "b"], tmp_path / "sub" / "seg.png")
     assert path == str(tmp_path / "sub" / "seg.png")
     width, height = _check_png(path)
-    assert height > width  # three rows of three panels plus the legend
+    # Four panels of 16 px tiles enlarged 10x (to >= 160 px), three rows plus titles and legend.
+    assert width >= 4 * 160 and height >= 3 * 160
 
-    two_columns = visualize.plot_segmentation_examples(
-        images, masks, None, ["background", "a", "b"], tmp_path / "gt.png",
-        examples_per_row=3)
-    width2, height2 = _check_png(two_columns)
-    assert width2 > height2  # one row of 3 x (image, ground truth)
+    truth_only = visualize.plot_segmentation_examples(
+        images, masks, None, ["background", "a", "b"], tmp_path / "gt.png", max_examples=1)
+    width2, height2 = _check_png(truth_only)
+    assert width2 >= 2 * 160 and width2 < width and height2 < height
+
+
+def test_colour_mask_uses_the_legend_palette():
+    mask = np.array([[0, 1], [2, 255]])
+    painted = visualize.colour_mask(mask, 3)
+    palette = visualize.class_palette(3)
+    np.testing.assert_array_equal(painted[0, 0], palette[0])
+    np.testing.assert_array_equal(painted[0, 1], palette[1])
+    np.testing.assert_array_equal(painted[1, 0], palette[2])
+    np.testing.assert_array_equal(painted[1, 1], [255, 255, 255])
+
+
+def test_outline_mask_marks_only_object_boundaries():
+    image = np.full((6, 6, 3), 100, np.uint8)
+    mask = np.zeros((6, 6), int)
+    mask[1:5, 1:5] = 1  # a 4x4 square: its 12 border pixels are the outline
+    out = visualize.outline_mask(image, mask, 2)
+    changed = np.any(out != image, axis=-1)
+    expected = np.zeros((6, 6), bool)
+    expected[1:5, 1:5] = True
+    expected[2:4, 2:4] = False
+    np.testing.assert_array_equal(changed, expected)
+    np.testing.assert_array_equal(out[1, 1], visualize.class_palette(2)[1])
+
+
+def test_image_mean_iou_by_hand():
+    truth = np.array([[0, 0, 1, 1]])
+    predicted = np.array([[0, 1, 1, 1]])
+    # background: 1 / 2; class 1: 2 / 3; class 2 absent from both, not counted.
+    assert visualize.image_mean_iou(truth, predicted, 3) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert visualize.image_mean_iou(np.array([[255, 1]]), np.array([[0, 1]]), 2) == 1.0
 
 
 def test_plot_segmentation_examples_bad_inputs(tmp_path):
