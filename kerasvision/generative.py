@@ -27,6 +27,7 @@ from kerasvision.training import (
     KeyPipelinesByEpoch,
     ResumableBackup,
     StopOnNonFiniteLoss,
+    TimeBudget,
     read_history,
     write_json,
 )
@@ -61,6 +62,12 @@ def add_generative_flags(parser, num_samples=16):
                        help="held-out images (default: shapes 1024, tfds the whole split)")
     group.add_argument("--num-samples", type=int, default=num_samples,
                        help="images in each sample grid")
+    group.add_argument("--max-train-minutes", type=float, default=None,
+                       help="wall-clock budget for training, in minutes; stops after the "
+                       "step that exceeds it (0: no limit)")
+    group.add_argument("--eval-images", type=int, default=512,
+                       help="generated images scored by FID/KID and the shapes classifier "
+                       "(--dataset shapes; 0 skips the evaluation)")
     return parser
 
 
@@ -305,14 +312,21 @@ def fixed_latents(count, latent_dim, seed=0):
     return np.random.default_rng(seed).normal(size=(count, latent_dim)).astype("float32")
 
 
-def generative_callbacks(output_dir, sample_fn, nrows=None):
+def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
     """The callbacks generative recipes train with.
+
+    Args:
+        output_dir: str, directory of backups, logs and grids.
+        sample_fn: callable `() -> images in [-1, 1]` for the grids.
+        nrows: grid rows.
+        deadline: float or None, `time.time()` at which training stops.
 
     Returns:
         list: `BackupAndRestore` (rerunning the command after a kill resumes at
         the last finished epoch, optimizers included), `StopOnNonFiniteLoss`
-        (every logged loss, not only `loss`), a CSV log `history.csv`, and a
-        `SampleGridCallback` writing `samples_epoch<NNN>.png`.
+        (every logged loss, not only `loss`), a CSV log `history.csv`, a
+        `SampleGridCallback` writing `samples_epoch<NNN>.png`, and
+        `TimeBudget` (last, so the epoch it cuts short is still logged).
     """
     os.makedirs(output_dir, exist_ok=True)
     return [
@@ -322,11 +336,73 @@ def generative_callbacks(output_dir, sample_fn, nrows=None):
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         SampleGridCallback(sample_fn, os.path.join(output_dir, "samples_epoch{epoch:03d}.png"),
                            nrows=nrows),
+        TimeBudget(deadline),
     ]
 
 
+def evaluate_samples(generate_fn, heldout_images, count=512, extractor=None, confidence=0.9):
+    """FID and KID of generated shapes against held-out ones, their floor, and how many read as a shape.
+
+    Features and shape probabilities come from `shapes_feature_extractor`
+    (the small CNN trained on the embedded shapes, the features
+    `benchmarks/generative_quality.py` uses). The floor is the same distances
+    between two halves of real held-out images: what a perfect generator
+    would score with this many images. The recognised share alone proves
+    little: the small CNN is also confident on images unlike any shape
+    (uniform noise), so read it beside the FID.
+
+    Args:
+        generate_fn: callable `(num_images) -> [N, H, W, 3]` images in [-1, 1].
+        heldout_images: numpy `[M, H, W, 3]` real images in [-1, 1], M >= 2 * count.
+        count: int >= 2, images per set.
+        extractor: a `shapes_feature_extractor()` result (default: the 32 px
+            one, trained once and cached in `~/.keras/kerasvision`).
+        confidence: float, the probability above which a sample counts as
+            recognised as one of the four shapes.
+
+    Returns:
+        dict: `fid`, `kid`, `fid_floor`, `kid_floor`, `fid_ratio` (fid /
+        fid_floor), `recognised_share` (share of samples whose most likely
+        shape has probability >= `confidence`), `real_recognised_share`, `count`.
+    """
+    from kerasvision.metrics import sample_quality, shapes_feature_extractor
+
+    count = check_int("count", count, minimum=2)
+    if heldout_images.shape[0] < 2 * count:
+        raise ValueError(f"`heldout_images` must hold at least 2 * count = {2 * count} images; "
+                         f"received {heldout_images.shape[0]}.")
+    extractor = extractor or shapes_feature_extractor()
+    fake = np.asarray(keras.ops.convert_to_numpy(generate_fn(count)), np.float32)
+    real_a, real_b = heldout_images[:count], heldout_images[count:2 * count]
+    quality = sample_quality(real_a, fake, extractor, value_range=(-1, 1))
+    floor = sample_quality(real_a, real_b, extractor, value_range=(-1, 1))
+
+    def recognised(images):
+        size = (extractor.image_size, extractor.image_size)
+        unit = tf.image.resize((tf.convert_to_tensor(images) + 1.0) / 2.0, size)
+        probabilities = tf.nn.softmax(extractor.classifier.predict(unit, verbose=0), axis=-1)
+        return float(np.mean(np.max(probabilities, axis=-1) >= confidence))
+
+    return {
+        "fid": quality["fid"], "kid": quality["kid"],
+        "fid_floor": floor["fid"], "kid_floor": floor["kid"],
+        "fid_ratio": quality["fid"] / max(floor["fid"], 1e-12),
+        "recognised_share": recognised(fake), "real_recognised_share": recognised(real_a),
+        "count": count,
+    }
+
+
+def heldout_images(dataset):
+    """Every image of a batched held-out dataset, as one float32 numpy array.
+
+    Reads the dataset to its end: an iterator left part-way through a cached
+    pipeline leaves the cache incomplete (tf.data warns about it).
+    """
+    return np.concatenate([np.asarray(batch) for batch in dataset]).astype(np.float32)
+
+
 def train_generative(model, args, train, validation, sample_fn, export_fn, verbose=2,
-                     nrows=None):
+                     nrows=None, generate_fn=None):
     """Fits, plots, saves and exports a generative trainer as the recipes do.
 
     Args:
@@ -337,13 +413,19 @@ def train_generative(model, args, train, validation, sample_fn, export_fn, verbo
         export_fn: callable `(export_dir) -> path` exporting the inference network.
         verbose: `fit` verbosity.
         nrows: grid rows for `sample_fn`'s images.
+        generate_fn: callable `(num_images) -> images in [-1, 1]`, or None; with
+            `--dataset shapes` its samples are scored by `evaluate_samples`
+            (`--eval-images` of them) after training.
 
     Returns:
         dict summary (also in `<output-dir>/summary.json`): the last epoch's
-        losses, training seconds, file paths and the export path.
+        losses, training seconds, file paths, the export path and, where
+        evaluated, `sample_quality` (`evaluate_samples`' dict).
     """
     started = time.time()
-    callbacks = generative_callbacks(args.output_dir, sample_fn, nrows=nrows)
+    minutes = getattr(args, "max_train_minutes", None)
+    deadline = started + 60 * minutes if minutes else None
+    callbacks = generative_callbacks(args.output_dir, sample_fn, nrows=nrows, deadline=deadline)
     distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
         model,
         train,
@@ -371,6 +453,16 @@ def train_generative(model, args, train, validation, sample_fn, export_fn, verbo
     summary["export_path"] = export_fn(args.export_dir)
     print(f"trained {seconds / 60:.1f} min; samples in {summary['samples']}; "
           f"exported to {summary['export_path']}")
+    count = getattr(args, "eval_images", 0)
+    if generate_fn is not None and count and args.dataset == "shapes" and not args.smoke:
+        real = heldout_images(validation)
+        count = min(count, real.shape[0] // 2)
+        quality = summary["sample_quality"] = evaluate_samples(generate_fn, real, count)
+        print(f"sample quality ({count} images, shapes CNN features): FID {quality['fid']:.2f} "
+              f"({quality['fid_ratio']:.1f}x the real-image floor {quality['fid_floor']:.2f}), "
+              f"KID {quality['kid']:.4f} (floor {quality['kid_floor']:.4f}); "
+              f"{quality['recognised_share']:.0%} of samples recognised as a shape "
+              f"(real images: {quality['real_recognised_share']:.0%})")
     write_json(os.path.join(args.output_dir, "summary.json"), summary)
     return summary
 
@@ -379,8 +471,10 @@ __all__ = [
     "DATASETS",
     "SampleGridCallback",
     "add_generative_flags",
+    "evaluate_samples",
     "fixed_latents",
     "generative_callbacks",
+    "heldout_images",
     "latent_walk",
     "load_generative_data",
     "make_generative_pipeline",

@@ -822,8 +822,10 @@ def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epo
 
     Returns:
         A `FeatureExtractor` with `trained` (bool: trained by this call),
-        `accuracy` (held-out accuracy, or None when loaded from the cache) and
-        `path` (the cache file) attributes.
+        `accuracy` (held-out accuracy, or None when loaded from the cache),
+        `path` (the cache file) and `classifier` (the whole classifier,
+        images `[N, S, S, 3]` in [0, 1] -> logits of the four shapes, cached
+        beside it) attributes.
     """
     import os
 
@@ -838,9 +840,11 @@ def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epo
         cache_dir,
         f"shapes_features_s{image_size}_n{num_images}_e{epochs}_w{width}_seed{seed}.keras",
     )
+    classifier_path = path.replace("shapes_features_", "shapes_classifier_")
     accuracy, trained = None, False
-    if os.path.exists(path):
+    if os.path.exists(path) and os.path.exists(classifier_path):
         features = keras.saving.load_model(path, safe_mode=True)
+        classifier = keras.saving.load_model(classifier_path, safe_mode=True)
     else:
         keras.utils.set_random_seed(seed)
         classifier = build_shapes_feature_classifier(image_size, width=width)
@@ -874,12 +878,14 @@ def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epo
             print(f"shapes feature classifier: held-out accuracy {accuracy:.3f}, saved to {path}")
         os.makedirs(cache_dir, exist_ok=True)
         # Write then rename: a concurrent reader never sees half a file.
-        temporary = f"{path}.{os.getpid()}.tmp.keras"
-        features.save(temporary)
-        os.replace(temporary, path)
+        for model, final in ((classifier, classifier_path), (features, path)):
+            temporary = f"{final}.{os.getpid()}.tmp.keras"
+            model.save(temporary)
+            os.replace(temporary, final)
         trained = True
     extractor = FeatureExtractor(features, image_size, preprocessing="unit", name="shapes_cnn")
     extractor.trained, extractor.accuracy, extractor.path = trained, accuracy, path
+    extractor.classifier = classifier
     return extractor
 
 

@@ -68,6 +68,8 @@ def parse_args(argv):
                         help="EMA of the weights (DDPM: 0.9999)")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
     add_generative_flags(parser)
+    # The no-argument run ends within 15 minutes on 2 CPU cores, evaluation included.
+    parser.set_defaults(max_train_minutes=12)
     args = parser.parse_args(argv)
     if args.smoke:
         # Seconds, not minutes: a one-level network, few timesteps and steps.
@@ -123,6 +125,7 @@ def main(argv=None):
         model, args, train, validation, sample_fn,
         lambda export_dir: export_diffusion_sampler(model, export_dir),
         verbose,
+        generate_fn=lambda count: model.generate(count, steps=args.sample_steps),
     )
     summary["sample_steps"] = args.sample_steps
     return summary

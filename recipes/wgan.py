@@ -50,7 +50,7 @@ def parse_args(argv):
         __doc__,
         image_size=32,  # 64 by flag
         batch_size=64,
-        epochs=10,
+        epochs=100,  # the time budget below usually ends training first
         learning_rate=None,  # default: 5e-5 (RMSprop, WGAN) or 1e-4 (Adam, WGAN-GP)
     )
     parser.add_argument("--gradient-penalty", action="store_true",
@@ -66,6 +66,8 @@ def parse_args(argv):
     parser.add_argument("--gp-weight", type=float, default=10.0,
                         help="WGAN-GP: penalty weight lambda (the paper: 10)")
     add_generative_flags(parser)
+    # The no-argument run ends within 10 minutes on 2 CPU cores, evaluation included.
+    parser.set_defaults(max_train_minutes=8)
     args = parser.parse_args(argv)
     if args.learning_rate is None:
         args.learning_rate = 1e-4 if args.gradient_penalty else 5e-5
@@ -108,6 +110,7 @@ def main(argv=None):
         model, args, train, validation, lambda: model.generate(latents=latents),
         lambda export_dir: export_generator(model.generator, export_dir, model.latent_dim),
         verbose,
+        generate_fn=lambda count: model.generate(count),
     )
 
 

@@ -120,3 +120,56 @@ def test_sample_grid_callback_and_grids(tmp_path):
     assert walk.shape == (15, 2)
     # Evenly spaced points on each row's line.
     np.testing.assert_allclose(np.diff(walk.reshape(3, 5, 2), 2, axis=1), 0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_shapes_extractor(tmp_path_factory):
+    from kerasvision.metrics import shapes_feature_extractor
+
+    return shapes_feature_extractor(tmp_path_factory.mktemp("features"), image_size=16,
+                                    num_images=4096, epochs=4, width=16)
+
+
+def _real_shapes(count, split, size=16):
+    from kerasvision.data import load_shapes_classification
+
+    images = np.stack([x.numpy() for x, _ in load_shapes_classification(split, count, size)])
+    return images / 127.5 - 1.0
+
+
+def test_evaluate_samples_scores_real_images_near_the_floor_and_noise_far_above(
+        small_shapes_extractor):
+    heldout = _real_shapes(128, "validation")
+    other_real = _real_shapes(64, "test")
+    noise = np.random.default_rng(0).uniform(-1, 1, (64, 16, 16, 3)).astype("float32")
+    as_generated = generative.evaluate_samples(lambda n: other_real[:n], heldout, 64,
+                                               extractor=small_shapes_extractor)
+    noisy = generative.evaluate_samples(lambda n: noise[:n], heldout, 64,
+                                        extractor=small_shapes_extractor)
+    assert as_generated["count"] == 64
+    # Real images from another split score like the floor; noise far worse.
+    assert as_generated["fid_ratio"] < 2.0
+    assert noisy["fid_ratio"] > 5 * as_generated["fid_ratio"]
+    assert noisy["fid"] == pytest.approx(noisy["fid_ratio"] * noisy["fid_floor"])
+    # The share recognised is the share whose top softmax probability is >= 0.9, by hand:
+    probabilities = tf.nn.softmax(small_shapes_extractor.classifier(
+        tf.image.resize((other_real[:64] + 1) / 2, (16, 16))), axis=-1).numpy()
+    expected = np.mean(probabilities.max(axis=-1) >= 0.9)
+    assert as_generated["recognised_share"] == pytest.approx(expected, abs=1 / 64)
+    with pytest.raises(ValueError, match="heldout_images"):
+        generative.evaluate_samples(lambda n: noise[:n], heldout[:100], 64,
+                                    extractor=small_shapes_extractor)
+
+
+def test_generative_callbacks_stop_at_the_deadline(tmp_path):
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    callbacks = generative.generative_callbacks(str(tmp_path), lambda: np.zeros((1, 8, 8, 3)),
+                                                deadline=0.0)
+    history = model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=2, epochs=4,
+                        callbacks=callbacks, verbose=0)
+    assert len(history.history["loss"]) == 1 and model.optimizer.iterations.numpy() == 1
+    assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 2
