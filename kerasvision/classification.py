@@ -27,6 +27,7 @@ from kerasvision.models.classifier import freeze_batch_norm
 from kerasvision.optimizers import FusedAdam
 from kerasvision.training import (
     fit_two_phase_from_flags,
+    load_model_weights,
     make_callbacks,
     read_history,
     resolve_jit_compile,
@@ -389,7 +390,7 @@ def train_classifier(
 
     best = os.path.join(args.output_dir, "best.weights.h5")
     if os.path.exists(best):
-        model.load_weights(best)
+        load_model_weights(model, best)
     confusion = classification_confusion_matrix(model, validation, num_classes)
     print(classification_report(confusion, class_names))
     accuracy = float(np.trace(confusion) / max(confusion.sum(), 1))

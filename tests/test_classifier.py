@@ -188,6 +188,19 @@ def test_pretrained_backbone_keeps_batchnorm_in_inference_mode(monkeypatch):
     np.testing.assert_allclose(model(images, training=True), model(images, training=False), atol=1e-5)
 
 
+def test_random_backbone_batchnorm_learns_its_statistics():
+    model = build_transfer_classifier("resnet50", 3, (SIZE, SIZE, 3), weights=None,
+                                      mode="fine_tuning", dropout=0.0)
+    trainable = _trainable_names(model)
+    assert "conv1_bn" in trainable and "conv5_block3_3_bn" in trainable
+    batch_norm = model.get_layer("backbone").get_layer("resnet50_features").get_layer("conv1_bn")
+    before = keras.ops.convert_to_numpy(batch_norm.moving_mean).copy()
+    images = _images(4)
+    # Training mode normalises with the batch's statistics and moves the averages.
+    assert not np.allclose(model(images, training=True), model(images, training=False), atol=1e-3)
+    assert not np.allclose(keras.ops.convert_to_numpy(batch_norm.moving_mean), before)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

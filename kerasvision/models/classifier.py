@@ -395,9 +395,10 @@ def build_transfer_classifier(
     for layer in _head_layers(num_classes, dense_units, dropout):
         x = layer(x)
     model = keras.Model(images, x, name=name or f"{backbone}_classifier")
-    set_trainable_blocks(backbone_model, backbone, finetune_blocks if mode == "fine_tuning" else 0)
-    if weights is not None:
-        freeze_batch_norm(backbone_model)
+    # BatchNorm of random weights must learn its statistics: frozen, it would
+    # normalise with a mean of 0 and a variance of 1 forever.
+    set_trainable_blocks(backbone_model, backbone, finetune_blocks if mode == "fine_tuning" else 0,
+                         keep_batch_norm_frozen=weights is not None)
     return model
 
 
