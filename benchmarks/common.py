@@ -338,31 +338,23 @@ def _quiet_tensorflow_logs():
 
 
 @contextlib.contextmanager
-def keras_reference_kernels():
-    """Runs kerasvision's fused classes as the Keras classes they derive from.
+def fused_kernels(enabled):
+    """`kerasvision.kernels.use_fused(enabled)` inside the block, the previous setting after.
 
-    Inside the context `FusedAdam`, `FusedBatchNormalization` and
-    `MatmulConv2D` compute exactly as `keras.optimizers.Adam`,
-    `keras.layers.BatchNormalization` and `keras.layers.Conv2D`: the baseline
-    their speed-up is measured against, in the same run. Models must be
-    built, compiled and first called (traced) inside it.
+    With `enabled=False` the builders and compile helpers make Keras's own
+    `keras.optimizers.Adam`, `keras.layers.BatchNormalization` and
+    `keras.layers.Conv2D` in place of `FusedAdam`, `FusedBatchNormalization`
+    and `MatmulConv2D`: the baseline their speed-up is measured against, in
+    the same run. Models must be built and compiled inside the block.
     """
-    import keras
+    from kerasvision import kernels
 
-    from kerasvision.layers import FusedBatchNormalization, MatmulConv2D
-    from kerasvision.optimizers import FusedAdam
-
-    replaced = [(FusedAdam, "update_step", keras.optimizers.Adam.update_step),
-                (FusedBatchNormalization, "call", keras.layers.BatchNormalization.call),
-                (MatmulConv2D, "convolution_op", keras.layers.Conv2D.convolution_op)]
-    originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in replaced]
-    for cls, name, reference in replaced:
-        setattr(cls, name, reference)
+    previous = kernels.fused_enabled()
+    kernels.use_fused(enabled)
     try:
         yield
     finally:
-        for cls, name, original in originals:
-            setattr(cls, name, original)
+        kernels.use_fused(previous)
 
 
 def trace_op_times(fn, steps, logdir):

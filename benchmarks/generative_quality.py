@@ -6,8 +6,8 @@ its first, tracing step) and batch size, draws `--eval-images` samples, and comp
 held-out real images on the features of a `FeatureExtractor`: InceptionV3
 (FID/KID as published) when its ImageNet weights are available, otherwise a
 small CNN trained once on the same embedded dataset and cached
-(`kerasvision.metrics.shapes_feature_extractor`; numbers comparable between
-rows, not with papers). Training images against the held-out images give the
+(`kerasvision.models.shapes_features.shapes_feature_extractor`; numbers
+comparable between rows, not with papers). Training images against the held-out images give the
 floor that a perfect model would reach at this sample size.
 
 Rows: real (floor), GMM (diagonal, EM), VAE, DCGAN, WGAN, WGAN-GP, and one
@@ -95,7 +95,8 @@ def load_images(args):
 
 
 def make_extractor(args):
-    from kerasvision.metrics import inception_feature_extractor, shapes_feature_extractor
+    from kerasvision.metrics import inception_feature_extractor
+    from kerasvision.models.shapes_features import shapes_feature_extractor
 
     if args.extractor in ("auto", "inception"):
         try:
@@ -184,13 +185,13 @@ def build_vae(args):
 def build_diffusion(args):
 
     from kerasvision.models.diffusion import DiffusionModel, build_denoiser
-    from kerasvision.optimizers import FusedAdam
+    from kerasvision import kernels
 
     network = build_denoiser((args.image_size, args.image_size, 3), widths=args.denoiser_widths,
                              blocks_per_level=1)
     model = DiffusionModel(network, timesteps=args.timesteps, seed=args.seed)
     # 1e-3 rather than DDPM's 2e-4: the budget allows only a few hundred steps.
-    model.compile(FusedAdam(1e-3))
+    model.compile(kernels.adam(1e-3))
     return model
 
 

@@ -42,7 +42,7 @@ SEGMENTATION_CLASSES = 5
 
 
 def _classification_data(recipe, args):
-    from kerasvision.classification import build_augmenter, load_classification_data
+    from kerasvision.tasks.classification import build_augmenter, load_classification_data
 
     # cnn_classifier augments inside its model; transfer_classifier in the pipeline.
     augmenter = build_augmenter(args) if recipe == "transfer_classifier" else None
@@ -53,21 +53,21 @@ def _classification_data(recipe, args):
 
 
 def _segmentation_data(recipe, args):
-    from kerasvision.segmentation import load_segmentation_data
+    from kerasvision.tasks.segmentation import load_segmentation_data
 
     train, _, class_names = load_segmentation_data(args)
     return train, len(class_names), "in the pipeline" if args.augment == "true" else "none"
 
 
 def _generative_data(recipe, args):
-    from kerasvision.generative import load_generative_data
+    from kerasvision.tasks.generative import load_generative_data
 
     train, _ = load_generative_data(args)
     return train, None, "none"
 
 
 def _build_classifier(recipe, module, args, num_classes):
-    from kerasvision.classification import build_augmenter, compile_classifier
+    from kerasvision.tasks.classification import build_augmenter, compile_classifier
     from kerasvision.models.classifier import build_cnn_classifier, build_transfer_classifier
 
     shape = (args.image_size, args.image_size, 3)
@@ -88,7 +88,7 @@ def _build_classifier(recipe, module, args, num_classes):
 def _build_segmenter(recipe, module, args, num_classes):
     from kerasvision.models.fcn import build_fcn
     from kerasvision.models.unet import build_unet
-    from kerasvision.segmentation import compile_segmenter
+    from kerasvision.tasks.segmentation import compile_segmenter
 
     shape = (args.image_size, args.image_size, 3)
     if recipe == "fcn_transfer":
@@ -105,7 +105,7 @@ def _build_segmenter(recipe, module, args, num_classes):
 
 def _build_generative(recipe, module, args, num_classes):
 
-    from kerasvision.optimizers import FusedAdam
+    from kerasvision import kernels
     from kerasvision.training import resolve_jit_compile
 
     jit_compile = resolve_jit_compile(args.jit_compile)
@@ -114,14 +114,14 @@ def _build_generative(recipe, module, args, num_classes):
         return module.build_model(args)  # compiles, as the recipe does
     model = module.build_model(args)
     if recipe == "dcgan":
-        model.compile(d_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
-                      g_optimizer=FusedAdam(args.learning_rate, beta_1=args.beta_1),
+        model.compile(d_optimizer=kernels.adam(args.learning_rate, beta_1=args.beta_1),
+                      g_optimizer=kernels.adam(args.learning_rate, beta_1=args.beta_1),
                       jit_compile=jit_compile)
     elif recipe == "wgan":
         model.compile(d_optimizer=module.optimizer(args), g_optimizer=module.optimizer(args),
                       jit_compile=jit_compile)
     else:  # autoencoder, vae
-        model.compile(FusedAdam(args.learning_rate), jit_compile=jit_compile)
+        model.compile(kernels.adam(args.learning_rate), jit_compile=jit_compile)
     return model
 
 

@@ -147,8 +147,6 @@ def summarize(ops, layer_classes, steps):
 
 
 def run_benchmark(args):
-    import contextlib
-
     import keras
 
     started = time.perf_counter()
@@ -158,9 +156,8 @@ def run_benchmark(args):
     batch_size = args.batch_size or (family.smoke_batch_size if args.smoke else family.batch_size)
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
-    kernels = common.keras_reference_kernels() if args.keras_kernels else contextlib.nullcontext()
     try:
-        with kernels:
+        with common.fused_kernels(not args.keras_kernels):
             model = family.build(size, args.smoke)
             family.compile(model, False, 1)
             batch, _ = train_throughput.make_batch(family.kind, size, batch_size)

@@ -51,7 +51,6 @@ benchmarks/results/train_throughput.json, or train_scaling.json with
 --scaling): environment, peaks, rows, FLOP checks and targets.
 """
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -175,7 +174,7 @@ def _build_diffusion(size, smoke):
 
 
 def _compile_classifier(model, jit_compile, steps_per_execution):
-    from kerasvision.classification import compile_classifier
+    from kerasvision.tasks.classification import compile_classifier
 
     compile_classifier(model, 1e-3, jit_compile=jit_compile)
     # The library's compile takes no steps_per_execution; the attribute is
@@ -184,7 +183,7 @@ def _compile_classifier(model, jit_compile, steps_per_execution):
 
 
 def _compile_segmenter(model, jit_compile, steps_per_execution):
-    from kerasvision.segmentation import compile_segmenter
+    from kerasvision.tasks.segmentation import compile_segmenter
 
     compile_segmenter(model, SEGMENTATION_CLASSES, "ce+dice", 1e-4, jit_compile=jit_compile)
     model.steps_per_execution = steps_per_execution
@@ -192,10 +191,10 @@ def _compile_segmenter(model, jit_compile, steps_per_execution):
 
 def _compile_trainer(model, jit_compile, steps_per_execution):
 
-    from kerasvision.optimizers import FusedAdam
+    from kerasvision import kernels
 
     if type(model).__name__ == "DiffusionModel":
-        model.compile(FusedAdam(5e-4), jit_compile=jit_compile,
+        model.compile(kernels.adam(5e-4), jit_compile=jit_compile,
                       steps_per_execution=steps_per_execution)
     else:  # each GAN trainer's paper optimizers
         model.compile(jit_compile=jit_compile, steps_per_execution=steps_per_execution)
@@ -232,9 +231,9 @@ SCALING_FAMILIES = ("fcn8s_vgg16", "unet_resnet50")
 class Variant:
     """A precision policy, XLA on or off, batches per compiled call, and which kernels.
 
-    `keras_kernels`: run kerasvision's fused classes (FusedAdam,
-    FusedBatchNormalization, MatmulConv2D) as the plain Keras classes they
-    replace, the baseline of their speed-up (`common.keras_reference_kernels`).
+    `keras_kernels`: build and compile with the plain Keras classes in place of
+    kerasvision's fused ones (FusedAdam, FusedBatchNormalization, MatmulConv2D),
+    the baseline of their speed-up (`kerasvision.kernels.use_fused(False)`).
     """
 
     precision: str = "float32"
@@ -442,10 +441,8 @@ def run_configuration(family, variant, image_size, batch_size, args, flops_cache
     common.release_free_memory()
     keras.mixed_precision.set_global_policy(variant.precision)
     keras.utils.set_random_seed(args.seed)
-    kernels = (common.keras_reference_kernels() if variant.keras_kernels
-               else contextlib.nullcontext())
     try:
-        with kernels:
+        with common.fused_kernels(not variant.keras_kernels):
             return _time_configuration(family, variant, image_size, batch_size, args,
                                        flops_cache, flops_source, row)
     finally:

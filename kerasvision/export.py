@@ -19,6 +19,10 @@ batch or an entry that cannot be an image (empty, unknown format, truncated
 PNG/JPEG) fails that request with an `InvalidArgumentError` naming the input
 and what it expects; the next request is unaffected.
 
+A generator or decoder (`export_generator`), an autoencoder
+(`export_autoencoder`) and a diffusion model's sampler
+(`export_diffusion_sampler`) get signatures of their own, described with each.
+
 `load_model` loads a `.keras` file in safe mode after checking it.
 """
 
@@ -30,8 +34,9 @@ import zipfile
 import tensorflow as tf
 import keras
 
-from kerasvision.data import IMAGE_END_MARKERS, IMAGE_TAIL_BYTES
-from kerasvision.validation import check_choice
+from kerasvision.data.checks import IMAGE_END_MARKERS, IMAGE_TAIL_BYTES
+from kerasvision.models.diffusion import DiffusionModel, sample_loop, to_uint8
+from kerasvision.validation import check_choice, check_float, check_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
 
@@ -48,7 +53,7 @@ def _write(archive, export_dir, version):
     if version is None:
         path = next_version_dir(export_dir)
     else:
-        path = os.path.join(export_dir, str(version))
+        path = os.path.join(export_dir, str(check_int("version", version, minimum=0)))
         if os.path.exists(path):
             raise ValueError(
                 f"`version` {version} already exists in {export_dir!r}; pass another "
@@ -257,10 +262,6 @@ def export_generator(model, export_dir, latent_dim, version=None):
         `images`, uint8 `[batch, H, W, C]`.
     """
 
-    def to_uint8(images):
-        images = (tf.cast(images, tf.float32) + 1.0) * 127.5
-        return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
-
     def serve_latents(latents):
         return {"images": to_uint8(model(latents, training=False))}
 
@@ -423,5 +424,48 @@ def export_autoencoder(model, export_dir, version=None):
         "serving_default",
         serve_images,
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    return _write(archive, export_dir, version)
+
+
+def export_diffusion_sampler(model, export_dir, eta=0.0, clip_denoised=True, version=None):
+    """Exports the EMA denoiser's DDIM sampler as a versioned SavedModel for TF Serving.
+
+    Args:
+        model: a trained `kerasvision.models.diffusion.DiffusionModel`.
+        export_dir: str, the model base path; the export goes to
+            `<export_dir>/<version>`.
+        eta: float >= 0, DDIM noise (0: deterministic given the seed).
+        clip_denoised: bool.
+        version: int, version to write (default: next free number).
+
+    Returns:
+        str, the directory written. `serving_default` takes `seed` int32 `[2]`,
+        `num_images` int32 `[]` and `steps` int32 `[]` (1..T; more is an
+        InvalidArgumentError) and returns `images`, uint8 `[num_images, H, W, 3]`.
+        The same seed gives the same images as `model.generate(..., seed=s)`
+        with `seed=[s, 0]`.
+    """
+    if not isinstance(model, DiffusionModel):
+        raise ValueError(f"`model` must be a DiffusionModel; received {type(model).__name__}.")
+    eta = check_float("eta", eta, minimum=0.0)
+    network = model.ema_network
+    alphas_cumprod = tf.constant(model.terms["alphas_cumprod"], tf.float32)
+
+    def serve(seed, num_images, steps):
+        images = sample_loop(network, alphas_cumprod, tf.cast(seed, tf.int64), num_images, steps,
+                             sampler="ddim", eta=eta, clip_denoised=clip_denoised)
+        return {"images": to_uint8(images)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[
+            tf.TensorSpec([2], tf.int32, name="seed"),
+            tf.TensorSpec([], tf.int32, name="num_images"),
+            tf.TensorSpec([], tf.int32, name="steps"),
+        ],
     )
     return _write(archive, export_dir, version)

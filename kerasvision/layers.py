@@ -8,6 +8,7 @@ import numpy as np
 import keras
 from keras import layers, ops
 
+from kerasvision.kernels import batch_normalization
 from kerasvision.validation import check_choice, check_int
 
 # Per-channel ImageNet statistics of the caffe-style backbones (VGG16, ResNet50),
@@ -62,109 +63,6 @@ class ImagePreprocessing(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
-
-
-@keras.saving.register_keras_serializable(package="kerasvision")
-class MatmulConv2D(layers.Conv2D):
-    """A `Conv2D` computed as one matrix product over image patches.
-
-    Same weights, arguments and outputs as `keras.layers.Conv2D` (kernel
-    `[kh, kw, in_channels, filters]`), so ImageNet classifier weights and
-    checkpoints load unchanged. It pays where the output map is tiny and the
-    kernel huge, as in FCN's fc6 (7x7x512 -> 4096 on a 7x7 map, 103M weights)
-    and fc7 (1x1, 4096 -> 4096): there the convolution kernels of TensorFlow's
-    CPU backend run fc6's training step at 31% of the float32 matrix-product
-    peak and its batch-1 forward pass at 18% (benchmarks/layer_profile.py),
-    while one `[batch * positions, kh * kw * in] x [kh * kw * in, filters]`
-    product and its two gradients run near the peak. Patches come from
-    `tf.image.extract_patches`, whose depth order (row, column, channel) is
-    the kernel's own; on other backends the layer is a plain `Conv2D`.
-
-    Input shape: `[batch, height, width, in_channels]` (channels_last).
-    Output shape: `[batch, out_height, out_width, filters]`, as `Conv2D`.
-    """
-
-    def convolution_op(self, inputs, kernel):
-        if (keras.backend.backend() != "tensorflow" or self.data_format != "channels_last"
-                or self.groups != 1):
-            return super().convolution_op(inputs, kernel)
-        import tensorflow as tf
-
-        kernel_height, kernel_width, in_channels, filters = kernel.shape
-        if (kernel_height, kernel_width) == (1, 1) and self.strides == (1, 1):
-            patches = inputs
-        else:
-            patches = tf.image.extract_patches(
-                inputs,
-                sizes=[1, kernel_height, kernel_width, 1],
-                strides=[1, *self.strides, 1],
-                rates=[1, *self.dilation_rate, 1],
-                padding=self.padding.upper(),
-            )
-        output_shape = tf.concat([tf.shape(patches)[:-1], [filters]], axis=0)
-        depth = kernel_height * kernel_width * in_channels
-        outputs = tf.matmul(tf.reshape(patches, [-1, depth]), tf.reshape(kernel, [depth, filters]))
-        return tf.reshape(outputs, output_shape)
-
-
-@keras.saving.register_keras_serializable(package="kerasvision")
-class FusedBatchNormalization(layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` through TensorFlow's fused kernel.
-
-    Keras 3 normalises with separate moment, subtraction, scaling and shift
-    ops, each a pass over the activation map (and as many again for the
-    gradient); TensorFlow's `FusedBatchNormV3` does the forward pass in one
-    kernel and the backward pass in another, 2.2x faster on a training
-    step over a 4x64x64x256 map on this CPU. Same weights, arguments,
-    moving-average rule (Keras's biased batch variance, not the fused op's
-    Bessel-corrected one) and outputs to float32 rounding. Under mixed
-    precision the bfloat16/float16 activations go into the fused op as they
-    are (it accumulates in float32), which saves Keras's cast to float32 and
-    back: 9% of a bfloat16 U-Net/ResNet50 step. Falls back to the
-    Keras computation for anything the fused op does not cover: other
-    backends, inputs not of rank 4 with channels last, masks, renorm and
-    synchronized statistics.
-
-    Input shape: any; fused for `[batch, height, width, channels]` with `axis=-1`.
-    Output shape: the input's.
-    """
-
-    def _fusable(self, inputs, mask):
-        return (keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
-                and not self.synchronized and len(inputs.shape) == 4
-                and self.axis in (-1, 3)
-                and keras.backend.standardize_dtype(inputs.dtype) != "float64")
-
-    def call(self, inputs, training=None, mask=None):
-        if not self._fusable(inputs, mask):
-            return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        # As Keras, statistics and parameters are float32 even under mixed
-        # precision. The fused op takes 16-bit activations as they are and
-        # accumulates in float32 itself, which saves a cast pass each way.
-        if keras.backend.standardize_dtype(inputs.dtype) not in ("bfloat16", "float16"):
-            inputs = ops.cast(inputs, "float32")
-        channels = inputs.shape[-1]
-        scale = ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels], "float32")
-        offset = ops.cast(self.beta, "float32") if self.center else tf.zeros([channels], "float32")
-        moving_mean = ops.cast(self.moving_mean, "float32")
-        moving_variance = ops.cast(self.moving_variance, "float32")
-        if training and self.trainable:
-            outputs, mean, corrected_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=scale, offset=offset, mean=tf.zeros([0], "float32"),
-                variance=tf.zeros([0], "float32"), epsilon=self.epsilon, is_training=True)
-            # The op returns the variance times n / (n - 1); Keras keeps the biased one.
-            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), "float32")
-            variance = corrected_variance * tf.maximum(count - 1.0, 0.0) / count
-            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            outputs = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=scale, offset=offset, mean=moving_mean, variance=moving_variance,
-                epsilon=self.epsilon, is_training=False)[0]
-        return ops.cast(outputs, self.compute_dtype)
 
 
 def bilinear_upsampling_kernel(factor, channels):
@@ -297,7 +195,7 @@ def apply_conv_block(
             name=f"{name}_conv{index}",
         )(x)
         if batch_norm:
-            x = FusedBatchNormalization(name=f"{name}_bn{index}")(x)
+            x = batch_normalization(name=f"{name}_bn{index}")(x)
         x = layers.Activation(activation, name=f"{name}_{activation}{index}")(x)
     return x
 

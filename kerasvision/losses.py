@@ -31,9 +31,10 @@ from keras import ops
 from kerasvision.validation import (
     IGNORE_LABEL,
     check_float,
-    check_int,
+    check_ignore_label,
     check_label_shape,
     check_num_classes,
+    fill_doc,
 )
 
 _COMMON_ARGS_DOC = """from_logits: bool, whether `y_pred` holds logits (True, the default)
@@ -52,22 +53,10 @@ _COMMON_ARGS_DOC = """from_logits: bool, whether `y_pred` holds logits (True, th
 # ---------------------------------------------------------------------------
 
 
-def _fill_doc(cls):
-    """Insert the shared argument docs, written once in `_COMMON_ARGS_DOC`."""
-    cls.__doc__ = cls.__doc__.replace("{common_args}", _COMMON_ARGS_DOC)
-    return cls
-
-
 def _check_bool(name, value):
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
     return value
-
-
-def _check_ignore_label(ignore_label):
-    if ignore_label is None:
-        return None
-    return check_int("ignore_label", ignore_label)
 
 
 def _check_weight_list(name, values, allow_scalar=False):
@@ -182,7 +171,7 @@ def _pixel_mean_per_image(pixel_loss, valid):
 
 
 @keras.saving.register_keras_serializable(package="kerasvision")
-@_fill_doc
+@fill_doc(common_args=_COMMON_ARGS_DOC)
 class SparseCategoricalCrossentropy(keras.losses.Loss):
     """Pixel-wise cross-entropy averaged over the non-ignored pixels.
 
@@ -202,6 +191,25 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
     loss = SparseCategoricalCrossentropy(ignore_label=255)
     value = loss(masks, model(images))  # masks [B, H, W], logits [B, H, W, C]
     ```
+
+    Keras's class name, not Keras's class: this one takes logits and skips
+    `ignore_label` (255) by default, and returns one value per image. The name
+    stays because saved models refer to it by its registered name,
+    `kerasvision>SparseCategoricalCrossentropy`; in code, import it from
+    `kerasvision.losses`. Keras's own,
+    `keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+    ignore_class=255)`, gives the same mean over the non-ignored pixels on
+    well-formed batches but falls short for segmentation (checked with Keras
+    3.15):
+
+    - a label outside `[0, num_classes)` other than `ignore_class` fails with
+      TensorFlow's "Received a label value of 7 which is outside the valid
+      range" on CPU (and gives garbage on GPU); here such pixels are skipped;
+    - it returns a value per pixel, so a per-image `sample_weight` `[batch]`
+      fails with "Incompatible shapes"; here `call` returns `[batch]` and
+      Keras weights each image;
+    - masks of another size than the logits fail inside TensorFlow; here the
+      error names both shapes.
     """
 
     def __init__(
@@ -214,7 +222,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = _check_bool("from_logits", from_logits)
-        self.ignore_label = _check_ignore_label(ignore_label)
+        self.ignore_label = check_ignore_label(ignore_label)
 
     def call(self, y_true, y_pred):
         labels, valid, y_pred = _prepare(y_true, y_pred, self.ignore_label)
@@ -229,7 +237,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="kerasvision")
-@_fill_doc
+@fill_doc(common_args=_COMMON_ARGS_DOC)
 class SparseFocalLoss(keras.losses.Loss):
     """Multi-class focal loss on sparse labels (Lin et al. 2017, "Focal Loss
     for Dense Object Detection").
@@ -270,7 +278,7 @@ class SparseFocalLoss(keras.losses.Loss):
         self.gamma = check_float("gamma", gamma, minimum=0.0)
         self.alpha = _check_weight_list("alpha", alpha, allow_scalar=True)
         self.from_logits = _check_bool("from_logits", from_logits)
-        self.ignore_label = _check_ignore_label(ignore_label)
+        self.ignore_label = check_ignore_label(ignore_label)
 
     def call(self, y_true, y_pred):
         labels, valid, y_pred = _prepare(
@@ -305,7 +313,7 @@ class SparseFocalLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="kerasvision")
-@_fill_doc
+@fill_doc(common_args=_COMMON_ARGS_DOC)
 class DiceLoss(keras.losses.Loss):
     """Multi-class soft Dice loss, computed per image (Milletari et al. 2016,
     "V-Net").
@@ -348,7 +356,7 @@ class DiceLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = _check_bool("from_logits", from_logits)
         self.smooth = check_float("smooth", smooth, minimum=0.0)
-        self.ignore_label = _check_ignore_label(ignore_label)
+        self.ignore_label = check_ignore_label(ignore_label)
         self.class_weights = _check_weight_list("class_weights", class_weights)
 
     def call(self, y_true, y_pred):

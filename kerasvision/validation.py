@@ -1,8 +1,9 @@
-"""Argument checks shared by every module.
+"""Argument checks shared by every module, and the helper that writes shared argument docs once.
 
 Each check raises a `ValueError` whose message names the argument, the value it
 received and what was expected, so that users see what to fix instead of a
-stack trace from deep inside TensorFlow.
+stack trace from deep inside TensorFlow. `fill_doc` inserts argument docs that
+several classes or builders share into their docstrings.
 """
 
 import numbers
@@ -43,6 +44,17 @@ def check_float(name, value, minimum=None, maximum=None, strict_minimum=False):
     if maximum is not None and value > maximum:
         raise ValueError(f"`{name}` must be <= {maximum}; received {name}={value}.")
     return float(value)
+
+
+def check_seed(seed, allow_none=False):
+    """Raise unless `seed` is an integer >= 0 (or None when `allow_none`).
+
+    Returns:
+        The seed as an int, or None.
+    """
+    if seed is None and allow_none:
+        return None
+    return check_int("seed", seed, minimum=0)
 
 
 # dtype names (numpy's and TensorFlow's `.name`, Keras' strings) of tensors
@@ -97,6 +109,13 @@ def check_label_shape(y_true, y_pred, true_name="y_true", pred_name="y_pred"):
 def check_num_classes(num_classes):
     """Raise unless `num_classes` is an integer >= 2."""
     return check_int("num_classes", num_classes, minimum=2)
+
+
+def check_ignore_label(ignore_label):
+    """Raise unless `ignore_label` is None (skip nothing) or an integer label."""
+    if ignore_label is None:
+        return None
+    return check_int("ignore_label", ignore_label)
 
 
 def check_image_shape(input_shape, multiple_of=1, min_size=1, name="input_shape"):
@@ -159,3 +178,42 @@ def check_image_batch(images, name="images"):
     if shape[0] == 0:
         raise ValueError(f"`{name}` is an empty batch (shape {shape}).")
     return images
+
+
+def fill_doc(**docs):
+    """Decorator: replaces each `{key}` in the object's docstring with `docs[key]`.
+
+    Argument docs shared by several classes or builders are written once and
+    inserted where the docstring says `{key}`; write the shared text with the
+    indentation of the place it goes to (continuation lines indented as in an
+    `Args:` section). Plain replacement, not `str.format`, so other braces in the
+    docstring (dicts in examples) stay as they are; under `python -OO`
+    (docstrings stripped) it does nothing.
+
+    Example:
+
+    ```python
+    @fill_doc(common_args="name: str, the metric name.")
+    class MyMetric(keras.metrics.Metric):
+        '''One line.
+
+        Args:
+            {common_args}
+        '''
+    ```
+    """
+
+    def fill(obj):
+        if obj.__doc__:
+            doc = obj.__doc__
+            for key, text in docs.items():
+                placeholder = "{" + key + "}"
+                if placeholder not in doc:
+                    raise ValueError(
+                        f"The docstring of {obj.__qualname__} has no {placeholder} to fill."
+                    )
+                doc = doc.replace(placeholder, text)
+            obj.__doc__ = doc
+        return obj
+
+    return fill

@@ -423,7 +423,8 @@ def plot_confusion_matrix(cm, class_names, path, normalize=True):
 def plot_class_heatmaps(image, heatmaps, class_names, path, stride, window, mask=None):
     """Where each class appears: per-class probability maps over an image.
 
-    For the output of a convolutionalized classifier (`convolutionalize`),
+    For the output of a convolutionalized classifier
+    (`kerasvision.models.convolutionalize.convolutionalize`),
     whose map cell `(i, j)` classifies the `window x window` patch starting at
     pixel `(i * stride, j * stride)`. Each map is drawn over the image with
     cells centred on their patches; a first panel shows the image (with `mask`

@@ -23,30 +23,30 @@ last finished epoch.
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
 
-import keras  # noqa: E402
-
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.export import export_autoencoder  # noqa: E402
-from kerasvision.optimizers import FusedAdam  # noqa: E402
-from kerasvision.generative import (  # noqa: E402
-    add_generative_flags,
-    load_generative_data,
-    parse_int_list,
-    reconstruction_grid,
-    sample_batch,
-    train_generative,
-)
-from kerasvision.models.autoencoder import (  # noqa: E402
+from kerasvision import kernels
+from kerasvision.export import export_autoencoder
+from kerasvision.models.autoencoder import (
     SPARSITY_KINDS,
     Autoencoder,
     build_conv_decoder,
     build_conv_encoder,
 )
-from kerasvision.training import resolve_jit_compile  # noqa: E402
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.generative import (
+    add_generative_flags,
+    fit_generative,
+    load_generative_data,
+    parse_int_list,
+    reconstruction_grid,
+    sample_batch,
+    save_generative_run,
+)
+from kerasvision.tasks.runs import write_json
+from kerasvision.training import resolve_jit_compile
 
 MODES = ("plain", "denoising", "sparse")
 
@@ -106,7 +106,7 @@ def main(argv=None):
     verbose = setup_run(args, f"autoencoder_{args.mode}")
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_model(args)  # first: bad sizes fail before data is generated
-        model.compile(FusedAdam(args.learning_rate),
+        model.compile(kernels.adam(args.learning_rate),
                       jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
     print(f"autoencoder ({args.mode}): {model.count_params():,} parameters")
@@ -118,8 +118,19 @@ def main(argv=None):
         return grid
 
     rows = 3 if model.noise_stddev > 0 else 2
-    return train_generative(model, args, train, validation, sample_fn,
-                            lambda export_dir: export(model, export_dir), verbose, nrows=rows)
+    # Fit, with a grid of samples after each epoch.
+    started = time.time()
+    history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
+                             nrows=rows, max_minutes=args.max_train_minutes, smoke=args.smoke,
+                             verbose=verbose)
+
+    # Reconstructions, the trainer for further training, the export for TF Serving.
+    summary = save_generative_run(model, history, sample_fn, args.output_dir, nrows=rows,
+                                  train_seconds=time.time() - started)
+    summary["export_path"] = export(model, args.export_dir)
+    print(f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

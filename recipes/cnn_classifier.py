@@ -20,18 +20,26 @@ resumes from the last finished epoch.
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from kerasvision.classification import (  # noqa: E402
+from kerasvision.export import export_image_model
+from kerasvision.models.classifier import (
+    HEAD_TYPES,
+    POOLING_TYPES,
+    build_cnn_classifier,
+)
+from kerasvision.tasks.classification import (
     add_classification_flags,
     build_augmenter,
+    compile_classifier,
+    evaluate_classifier,
+    fit_classifier,
     load_classification_data,
-    train_classifier,
+    plot_classification_run,
+    print_phase_accuracies,
 )
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.models.classifier import HEAD_TYPES, POOLING_TYPES, build_cnn_classifier  # noqa: E402
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.runs import write_json
 
 
 def parse_args(argv):
@@ -61,7 +69,11 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, "cnn_classifier")
+
+    # Data: batched (images, labels) pipelines; the embedded one-shape images by default.
     train, validation, class_names = load_classification_data(args)
+
+    # Model: conv blocks, then a dense head; augmentation layers inside the model.
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_cnn_classifier(
             len(class_names),
@@ -76,9 +88,26 @@ def main(argv=None):
             augmentation=build_augmenter(args),
         )
     print(f"{model.name}: {model.count_params():,} parameters")
-    return train_classifier(
-        model, args, train, validation, class_names, verbose, patience=args.patience
+
+    # Compile and fit, with early stopping on the validation accuracy.
+    compile_classifier(model, args.learning_rate, args.jit_compile)
+    started = time.time()
+    history = fit_classifier(
+        model, train, validation, args.output_dir, epochs=1 if args.smoke else args.epochs,
+        verbose=verbose, patience=args.patience, steps_per_epoch=2 if args.smoke else None,
+        max_minutes=args.max_train_minutes,
     )
+
+    # Report, plots and the export for TF Serving (uint8 images -> probabilities).
+    train_seconds = time.time() - started
+    after_phase = print_phase_accuracies(history, [("training", len(history["val_accuracy"]))])
+    summary = evaluate_classifier(model, validation, class_names, train_seconds)
+    summary["accuracy_after_phase"] = after_phase
+    plot_classification_run(summary, class_names, history, args.output_dir)
+    summary["export_path"] = export_image_model(model, args.export_dir, outputs="logits")
+    print(f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

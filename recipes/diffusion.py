@@ -23,28 +23,28 @@ Rerunning the same command after a crash resumes from the last finished epoch.
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.generative import (  # noqa: E402
-    add_generative_flags,
-    load_generative_data,
-    parse_int_list,
-    train_generative,
-)
-from kerasvision.models.diffusion import (  # noqa: E402
+from kerasvision import kernels
+from kerasvision.export import export_diffusion_sampler
+from kerasvision.models.diffusion import (
     SCHEDULES,
     DiffusionModel,
     build_denoiser,
     denoiser_stride,
-    export_diffusion_sampler,
 )
-from kerasvision.optimizers import FusedAdam  # noqa: E402
-from kerasvision.training import resolve_jit_compile  # noqa: E402
-from kerasvision.validation import check_image_shape  # noqa: E402
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.generative import (
+    add_generative_flags,
+    fit_generative,
+    load_generative_data,
+    parse_int_list,
+    report_sample_quality,
+    save_generative_run,
+)
+from kerasvision.tasks.runs import write_json
+from kerasvision.training import resolve_jit_compile
+from kerasvision.validation import check_image_shape
 
 GRID_SEED = 1234  # every epoch's grid starts from the same noise: progress is comparable
 
@@ -102,7 +102,7 @@ def build_model(args):
     )
     model = DiffusionModel(network, timesteps=args.timesteps, schedule=args.schedule,
                            ema_decay=args.ema_decay, seed=args.seed)
-    model.compile(FusedAdam(args.learning_rate),
+    model.compile(kernels.adam(args.learning_rate),
                   jit_compile=resolve_jit_compile(args.jit_compile))
     return model
 
@@ -121,13 +121,24 @@ def main(argv=None):
         # The EMA network, DDIM with eta = 0, always from the same seed.
         return model.generate(args.num_samples, steps=args.sample_steps, seed=GRID_SEED)
 
-    summary = train_generative(
-        model, args, train, validation, sample_fn,
-        lambda export_dir: export_diffusion_sampler(model, export_dir),
-        verbose,
-        generate_fn=lambda count: model.generate(count, steps=args.sample_steps),
-    )
+    # Fit, with a grid of samples after each epoch.
+    started = time.time()
+    history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
+                             max_minutes=args.max_train_minutes, smoke=args.smoke,
+                             verbose=verbose)
+
+    # Samples, the trainer for further training, the EMA sampler for TF Serving, and
+    # the quality of DDIM samples.
+    summary = save_generative_run(model, history, sample_fn, args.output_dir,
+                                  train_seconds=time.time() - started)
+    summary["export_path"] = export_diffusion_sampler(model, args.export_dir)
+    print(f"exported to {summary['export_path']}")
+    if args.dataset == "shapes" and not args.smoke:  # scored against held-out shapes
+        summary["sample_quality"] = report_sample_quality(
+            lambda count: model.generate(count, steps=args.sample_steps), validation,
+            args.eval_images)
     summary["sample_steps"] = args.sample_steps
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
     return summary
 
 

@@ -19,19 +19,22 @@ a crash resumes from the last finished epoch.
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from kerasvision.backbones import BACKBONES, resolve_weights  # noqa: E402
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.layers import UPSAMPLING_METHODS  # noqa: E402
-from kerasvision.models.fcn import FCN_VARIANTS, build_fcn  # noqa: E402
-from kerasvision.segmentation import (  # noqa: E402
+from kerasvision.backbones import BACKBONES, resolve_weights
+from kerasvision.export import export_image_model
+from kerasvision.layers import UPSAMPLING_METHODS
+from kerasvision.models.fcn import FCN_VARIANTS, build_fcn
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.runs import two_phase_settings, write_json
+from kerasvision.tasks.segmentation import (
     add_segmentation_flags,
+    compile_segmenter,
+    evaluate_segmenter,
     load_segmentation_data,
-    train_segmenter,
+    plot_segmentation_run,
 )
+from kerasvision.training import fit_two_phase
 
 
 def parse_args(argv):
@@ -40,7 +43,7 @@ def parse_args(argv):
         image_size=64,  # 2x2 cells at stride 32: the cheapest size FCN-8s still fuses at
         batch_size=8,  # more updates per CPU-minute than 16, same throughput
         epochs=30,  # from random weights; the time budget below usually ends training first
-        learning_rate=6e-4,  # the new layers, or the whole net from random weights (peak of the schedule)
+        learning_rate=6e-4,  # the new layers, or the whole net from random weights (schedule peak)
     )
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default="vgg16")
     parser.add_argument("--variant", choices=FCN_VARIANTS, default="8s")
@@ -64,9 +67,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, f"fcn_{args.backbone}_{args.variant}")
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    weights = resolve_weights(args.backbone, weights)
+
+    # Data: batched (images, masks) pipelines; the embedded shapes scenes by default.
     train, validation, class_names = load_segmentation_data(args)
+
+    # Model: ImageNet weights when cached or downloadable, else random (with a warning).
+    weights = None if args.weights.lower() == "none" else args.weights
+    weights = resolve_weights(args.backbone, weights)
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_fcn(
             len(class_names),
@@ -79,9 +86,26 @@ def main(argv=None):
             dropout=args.dropout,
         )
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
-    return train_segmenter(
-        model, args, train, validation, class_names, args.backbone, weights is not None, verbose
+
+    # Compile and fit: the new layers on the frozen backbone, then fine-tuning;
+    # from random weights, one phase of --epochs. Each phase compiles anew.
+    def compile_model(learning_rate):
+        compile_segmenter(model, len(class_names), args.loss, learning_rate, args.jit_compile)
+
+    started = time.time()
+    history = fit_two_phase(
+        model, args.backbone, train, validation, compile_model, args.output_dir,
+        monitor="val_mean_iou", verbose=verbose,
+        **two_phase_settings(args, pretrained=weights is not None, scratch_epochs=args.epochs),
     )
+
+    # Report, plots and the export for TF Serving.
+    summary = evaluate_segmenter(model, validation, class_names, time.time() - started)
+    plot_segmentation_run(model, validation, class_names, history, args.output_dir)
+    summary["export_path"] = export_image_model(model, args.export_dir)
+    print(f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

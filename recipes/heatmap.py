@@ -26,19 +26,17 @@ which the fixed-size serving signature does not.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from kerasvision import data, visualize  # noqa: E402
-from kerasvision.classification import compile_classifier, fit_classifier  # noqa: E402
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.models.classifier import build_cnn_classifier, convolutionalize  # noqa: E402
-from kerasvision.training import write_json  # noqa: E402
-from kerasvision.validation import check_int  # noqa: E402
+from kerasvision import data, visualize
+from kerasvision.models.classifier import build_cnn_classifier
+from kerasvision.models.convolutionalize import convolutionalize
+from kerasvision.tasks.classification import compile_classifier, fit_classifier
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.runs import write_json
+from kerasvision.validation import check_int
 
 CLASS_NAMES = data.SHAPES_CLASS_NAMES  # background first, then the four shapes
 WINDOW = 32  # the classifier's input side: each heatmap cell classifies a 32x32 window
@@ -166,7 +164,7 @@ def main(argv=None):
     compile_classifier(classifier, args.learning_rate, args.jit_compile)
     epochs, steps = (1, 2) if args.smoke else (args.epochs, None)
     history = fit_classifier(classifier, train, validation, args.output_dir, epochs, verbose,
-                             steps_per_epoch=steps)
+                             steps_per_epoch=steps, max_minutes=args.max_train_minutes)
     accuracy = history.get("val_accuracy", [float("nan")])[-1]
     print(f"classifier validation accuracy: {accuracy:.4f}")
 

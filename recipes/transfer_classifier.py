@@ -29,19 +29,27 @@ resumes the interrupted one.
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from kerasvision.backbones import BACKBONES, resolve_weights  # noqa: E402
-from kerasvision.classification import (  # noqa: E402
+from kerasvision.backbones import BACKBONES, resolve_weights
+from kerasvision.export import export_image_model
+from kerasvision.models.classifier import (
+    build_transfer_classifier,
+    check_finetune_blocks,
+    freeze_batch_norm,
+)
+from kerasvision.tasks.classification import (
     add_classification_flags,
     build_augmenter,
+    compile_classifier,
+    evaluate_classifier,
     load_classification_data,
-    train_classifier,
+    plot_classification_run,
+    print_phase_accuracies,
 )
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.models.classifier import build_transfer_classifier, check_finetune_blocks  # noqa: E402
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.runs import two_phase_settings, write_json
+from kerasvision.training import fit_two_phase
 
 
 def parse_args(argv):
@@ -75,9 +83,14 @@ def main(argv=None):
     args = parse_args(argv)
     check_finetune_blocks(args.backbone, args.finetune_blocks)
     verbose = setup_run(args, f"transfer_{args.backbone}")
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    weights = resolve_weights(args.backbone, weights)
+
+    # Data: batched (images, labels) pipelines; the embedded one-shape images by default.
     train, validation, class_names = load_classification_data(args, augmenter=build_augmenter(args))
+
+    # Model: a pretrained backbone (ImageNet when cached or downloadable) and a new head.
+    weights = None if args.weights.lower() == "none" else args.weights
+    weights = resolve_weights(args.backbone, weights)
+    pretrained = weights is not None
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_transfer_classifier(
             args.backbone,
@@ -89,19 +102,36 @@ def main(argv=None):
             dropout=args.dropout,
         )
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
-    if weights is None and args.max_train_minutes:
+    if not pretrained and args.max_train_minutes:
         print(f"note: no pretrained weights; {args.max_train_minutes} min of training from random "
               "weights gives near-chance accuracy (see --weights, --max-train-minutes)")
-    return train_classifier(
-        model,
-        args,
-        train,
-        validation,
-        class_names,
-        verbose,
-        backbone=args.backbone,
-        pretrained=weights is not None,
-    )
+
+    # Compile and fit: feature extraction (frozen backbone), then fine-tuning of
+    # its last --finetune-blocks stages at a lower rate. Each phase compiles anew.
+    def compile_model(learning_rate):
+        if pretrained:  # pretrained BatchNorm keeps its statistics while fine-tuning
+            freeze_batch_norm(model.get_layer("backbone"))
+        compile_classifier(model, learning_rate, args.jit_compile)
+
+    settings = two_phase_settings(args, pretrained, scratch_epochs=args.frozen_epochs
+                                  + args.finetune_epochs, smoke_epochs=(1, 1))
+    started = time.time()
+    history = fit_two_phase(model, args.backbone, train, validation, compile_model,
+                            args.output_dir, monitor="val_accuracy", verbose=verbose, **settings)
+
+    # Report, plots and the export for TF Serving (uint8 images -> probabilities).
+    train_seconds = time.time() - started
+    phases = ([("feature_extraction", settings["frozen_epochs"]),
+               ("fine_tuning", settings["finetune_epochs"])]
+              if pretrained else [("scratch", settings["frozen_epochs"])])
+    after_phase = print_phase_accuracies(history, phases)
+    summary = evaluate_classifier(model, validation, class_names, train_seconds)
+    summary["accuracy_after_phase"] = after_phase
+    plot_classification_run(summary, class_names, history, args.output_dir)
+    summary["export_path"] = export_image_model(model, args.export_dir, outputs="logits")
+    print(f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

@@ -16,19 +16,22 @@ history.png, predictions.png, summary.json; and a SavedModel for TF Serving to
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from kerasvision.backbones import BACKBONES, resolve_weights  # noqa: E402
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.layers import UPSAMPLING_METHODS  # noqa: E402
-from kerasvision.models.unet import build_unet  # noqa: E402
-from kerasvision.segmentation import (  # noqa: E402
+from kerasvision.backbones import BACKBONES, resolve_weights
+from kerasvision.export import export_image_model
+from kerasvision.layers import UPSAMPLING_METHODS
+from kerasvision.models.unet import build_unet
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.runs import two_phase_settings, write_json
+from kerasvision.tasks.segmentation import (
     add_segmentation_flags,
+    compile_segmenter,
+    evaluate_segmenter,
     load_segmentation_data,
-    train_segmenter,
+    plot_segmentation_run,
 )
+from kerasvision.training import fit_two_phase
 
 
 def parse_args(argv):
@@ -47,11 +50,15 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     verbose = setup_run(args, f"unet_{args.backbone}" if args.backbone else "unet")
+
+    # Data: batched (images, masks) pipelines; the embedded shapes scenes by default.
+    train, validation, class_names = load_segmentation_data(args)
+
+    # Model: the paper's encoder from scratch, or a VGG16/ResNet50 encoder.
     weights = None
     if args.backbone:
-        weights = None if str(args.weights).lower() == "none" else args.weights
-        weights = resolve_weights(args.backbone, weights)
-    train, validation, class_names = load_segmentation_data(args)
+        weights = resolve_weights(args.backbone,
+                                  None if args.weights.lower() == "none" else args.weights)
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_unet(
             len(class_names),
@@ -63,9 +70,26 @@ def main(argv=None):
             upsampling=args.upsampling,
         )
     print(f"{model.name}: {model.count_params():,} parameters")
-    return train_segmenter(
-        model, args, train, validation, class_names, args.backbone, weights is not None, verbose
+
+    # Compile and fit: a pretrained encoder trains frozen, then fine-tuned;
+    # otherwise one phase of --epochs. Each phase compiles anew.
+    def compile_model(learning_rate):
+        compile_segmenter(model, len(class_names), args.loss, learning_rate, args.jit_compile)
+
+    started = time.time()
+    history = fit_two_phase(
+        model, args.backbone, train, validation, compile_model, args.output_dir,
+        monitor="val_mean_iou", verbose=verbose,
+        **two_phase_settings(args, pretrained=weights is not None, scratch_epochs=args.epochs),
     )
+
+    # Report, plots and the export for TF Serving.
+    summary = evaluate_segmenter(model, validation, class_names, time.time() - started)
+    plot_segmentation_run(model, validation, class_names, history, args.output_dir)
+    summary["export_path"] = export_image_model(model, args.export_dir)
+    print(f"exported to {summary['export_path']}")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

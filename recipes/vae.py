@@ -20,26 +20,26 @@ model.keras, summary.json; and the decoder as a SavedModel to
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
 
-import keras  # noqa: E402
-
-from kerasvision import visualize  # noqa: E402
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.export import export_generator  # noqa: E402
-from kerasvision.optimizers import FusedAdam  # noqa: E402
-from kerasvision.generative import (  # noqa: E402
+from kerasvision import kernels, visualize
+from kerasvision.export import export_generator
+from kerasvision.models.autoencoder import VAE, build_conv_decoder, build_conv_encoder
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.generative import (
     add_generative_flags,
+    fit_generative,
     fixed_latents,
     latent_walk,
     load_generative_data,
     parse_int_list,
-    train_generative,
+    report_sample_quality,
+    save_generative_run,
 )
-from kerasvision.models.autoencoder import VAE, build_conv_decoder, build_conv_encoder  # noqa: E402
-from kerasvision.training import resolve_jit_compile  # noqa: E402
+from kerasvision.tasks.runs import write_json
+from kerasvision.training import resolve_jit_compile
 
 WALK_ROWS, WALK_STEPS = 4, 8
 
@@ -78,7 +78,7 @@ def main(argv=None):
     verbose = setup_run(args, "vae")
     with args.distribute_strategy.scope():  # --strategy: variables distributed at creation
         model = build_model(args)  # first: bad sizes fail before data is generated
-        model.compile(FusedAdam(args.learning_rate),
+        model.compile(kernels.adam(args.learning_rate),
                       jit_compile=resolve_jit_compile(args.jit_compile))
     train, validation = load_generative_data(args)
     print(f"VAE: {model.count_params():,} parameters, latent_dim {model.latent_dim}")
@@ -86,16 +86,26 @@ def main(argv=None):
     def sample_fn():
         return latent_walk(model.decode, model.latent_dim, WALK_ROWS, WALK_STEPS, seed=args.seed)
 
-    summary = train_generative(
-        model, args, train, validation, sample_fn,
-        lambda export_dir: export_generator(model.decoder, export_dir, model.latent_dim),
-        verbose, nrows=WALK_ROWS,
-        generate_fn=lambda count: model.generate(count),
-    )
+    # Fit, with a grid of samples after each epoch.
+    started = time.time()
+    history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
+                             nrows=WALK_ROWS, max_minutes=args.max_train_minutes, smoke=args.smoke,
+                             verbose=verbose)
+
+    # The latent walk, the trainer for further training, the decoder for TF Serving,
+    # and the quality of prior samples.
+    summary = save_generative_run(model, history, sample_fn, args.output_dir, nrows=WALK_ROWS,
+                                  train_seconds=time.time() - started)
+    summary["export_path"] = export_generator(model.decoder, args.export_dir, model.latent_dim)
+    print(f"exported to {summary['export_path']}")
+    if args.dataset == "shapes" and not args.smoke:  # scored against held-out shapes
+        summary["sample_quality"] = report_sample_quality(model.generate, validation,
+                                                          args.eval_images)
     prior = model.generate(latents=fixed_latents(args.num_samples, model.latent_dim, args.seed))
     summary["prior_samples"] = visualize.plot_image_grid(
         keras.ops.convert_to_numpy(prior), os.path.join(args.output_dir, "prior_samples.png"),
         value_range=(-1, 1), title="decoded prior draws")
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
     return summary
 
 

@@ -20,29 +20,30 @@ float32 [batch, latent_dim] -> uint8 `images`; serving_seed).
 """
 
 import os
-import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
 
-import keras  # noqa: E402
-
-from kerasvision.cli import recipe_parser, run, setup_run  # noqa: E402
-from kerasvision.export import export_generator  # noqa: E402
-from kerasvision.optimizers import FusedAdam  # noqa: E402
-from kerasvision.generative import (  # noqa: E402
-    add_generative_flags,
-    fixed_latents,
-    load_generative_data,
-    parse_int_list,
-    train_generative,
-)
-from kerasvision.models.gan import (  # noqa: E402
+from kerasvision import kernels
+from kerasvision.export import export_generator
+from kerasvision.models.gan import (
     WGAN,
     WGANGP,
     build_dcgan_discriminator,
     build_dcgan_generator,
 )
-from kerasvision.training import resolve_jit_compile  # noqa: E402
+from kerasvision.tasks.cli import recipe_parser, run, setup_run
+from kerasvision.tasks.generative import (
+    add_generative_flags,
+    fit_generative,
+    fixed_latents,
+    load_generative_data,
+    parse_int_list,
+    report_sample_quality,
+    save_generative_run,
+)
+from kerasvision.tasks.runs import write_json
+from kerasvision.training import resolve_jit_compile
 
 
 def parse_args(argv):
@@ -91,7 +92,7 @@ def build_model(args):
 
 def optimizer(args):
     if args.gradient_penalty:
-        return FusedAdam(args.learning_rate, beta_1=0.5, beta_2=0.9)
+        return kernels.adam(args.learning_rate, beta_1=0.5, beta_2=0.9)
     return keras.optimizers.RMSprop(args.learning_rate)
 
 
@@ -106,12 +107,27 @@ def main(argv=None):
     print(f"{type(model).__name__}: generator {model.generator.count_params():,} parameters, "
           f"critic {model.discriminator.count_params():,}, n_critic {model.n_critic}")
     latents = fixed_latents(args.num_samples, model.latent_dim, args.seed)
-    return train_generative(
-        model, args, train, validation, lambda: model.generate(latents=latents),
-        lambda export_dir: export_generator(model.generator, export_dir, model.latent_dim),
-        verbose,
-        generate_fn=lambda count: model.generate(count),
-    )
+
+    def sample_fn():  # the same latents every epoch: the grids show progress
+        return model.generate(latents=latents)
+
+    # Fit, with a grid of samples after each epoch.
+    started = time.time()
+    history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
+                             max_minutes=args.max_train_minutes, smoke=args.smoke,
+                             verbose=verbose)
+
+    # Samples, the trainer for further training, the generator for TF Serving, and
+    # the quality of the samples.
+    summary = save_generative_run(model, history, sample_fn, args.output_dir,
+                                  train_seconds=time.time() - started)
+    summary["export_path"] = export_generator(model.generator, args.export_dir, model.latent_dim)
+    print(f"exported to {summary['export_path']}")
+    if args.dataset == "shapes" and not args.smoke:  # scored against held-out shapes
+        summary["sample_quality"] = report_sample_quality(model.generate, validation,
+                                                          args.eval_images)
+    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    return summary
 
 
 if __name__ == "__main__":

@@ -164,7 +164,9 @@ def test_set_trainable_blocks_unfreezes_the_last_stages():
 
 def test_cache_dir_follows_keras_home(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert backbones.keras_home() == str(tmp_path)
     assert backbones.keras_cache_dir() == str(tmp_path / "models")
+    assert backbones.kerasvision_cache_dir() == str(tmp_path / "kerasvision")
 
 
 def test_random_backbones_use_he_initialisation():

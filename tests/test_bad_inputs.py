@@ -6,7 +6,7 @@ signature, and the regex must find both the argument's name and the expected
 value in the message (not a Keras/TensorFlow default such as "Invalid dtype:
 str32" or "Incompatible shapes"). `fx.<name>` gives the module fixture
 `<name>`, built on first use: tiny networks, files on disk, one export.
-`RECIPE_CASES` runs recipes' `main` through `kerasvision.cli.run` with one bad
+`RECIPE_CASES` runs recipes' `main` through `kerasvision.tasks.cli.run` with one bad
 flag, which must end in a one-line `error:` and exit status 2.
 """
 
@@ -22,7 +22,7 @@ import keras
 from PIL import Image
 
 from kerasvision import data, losses, metrics
-from kerasvision.cli import run
+from kerasvision.tasks.cli import run
 from kerasvision.export import export_image_model, load_export, load_model
 from kerasvision.models import autoencoder, classifier, diffusion, gan
 from kerasvision.models.fcn import build_fcn
@@ -666,6 +666,9 @@ RECIPE_CASES = [
                  r"`input_shape` height and width must be multiples of the network stride 8; "
                  r"received input_shape=\(30, 30, 3\).*change the image size",
                  id="vae-image-size-not-multiple-of-stride"),
+    pytest.param("dcgan", ["--max-train-minutes", "-1"],
+                 r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
+                 id="dcgan-negative-time-budget"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"argument --batch-size: invalid int value: 'many'", id="cnn-batch-size-not-int"),
 ]

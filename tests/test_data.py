@@ -417,6 +417,74 @@ def test_folder_loader_size_mismatch_and_rgb_mask(folders):
 
 
 # ----------------------------------------------------------------------------
+# The package: one home per name, one epoch variable, one seed check
+# ----------------------------------------------------------------------------
+
+
+def test_every_public_name_has_one_home_in_a_submodule():
+    import ast
+    import importlib
+
+    defined = {}  # top-level def, class and assignment -> the modules defining it
+    for module in ("shapes", "loaders", "augment", "pipelines", "checks"):
+        path = importlib.import_module(f"kerasvision.data.{module}").__file__
+        for node in ast.parse(open(path).read()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            for name in names:
+                defined.setdefault(name, []).append(module)
+    for name in data.__all__:
+        assert len(defined.get(name, [])) == 1, (name, defined.get(name))
+        module = importlib.import_module(f"kerasvision.data.{defined[name][0]}")
+        assert getattr(data, name) is getattr(module, name), name
+    public = {name for name, modules in defined.items() if not name.startswith("_")}
+    assert public == set(data.__all__)
+
+
+def test_one_training_epoch_variable_set_by_the_callback():
+    from kerasvision.data import pipelines
+    from kerasvision.training.callbacks import KeyPipelinesByEpoch
+
+    assert data.training_epoch() is pipelines.training_epoch()
+    try:
+        KeyPipelinesByEpoch().on_epoch_begin(3)
+        assert int(pipelines.training_epoch().numpy()) == 3
+    finally:
+        pipelines.training_epoch().assign(0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: data.make_shapes_scenes(2, image_size=16, seed=-1),
+    lambda: data.make_shapes_classification(2, seed=1.5),
+    lambda: data.make_shapes_scenes(2, image_size=16, seed=None),
+    lambda: data.build_segmentation_augmenter(seed=-1),
+    lambda: data.build_classification_augmenter(seed="0"),
+    lambda: data.make_segmentation_pipeline(
+        data.load_shapes("validation", 2, 16), 2, training=True, seed=-2),
+    lambda: data.make_generative_pipeline(tf.data.Dataset.range(2).map(
+        lambda _: tf.zeros((4, 4, 3))), 2, training=True, seed=-1),
+])
+def test_seeds_are_checked_by_one_rule(call):
+    with pytest.raises(ValueError, match=r"`seed` must be (>= 0|an integer)"):
+        call()
+
+
+def test_check_seed():
+    from kerasvision.validation import check_seed
+
+    assert check_seed(7) == 7 and check_seed(np.int64(0)) == 0
+    assert check_seed(None, allow_none=True) is None
+    with pytest.raises(ValueError, match=r"`seed` must be an integer; received seed=None"):
+        check_seed(None)
+    with pytest.raises(ValueError, match=r"`seed` must be >= 0; received seed=-1"):
+        check_seed(-1, allow_none=True)
+
+
+# ----------------------------------------------------------------------------
 # TensorFlow Datasets (offline: mocked data and the fail-fast path)
 # ----------------------------------------------------------------------------
 
@@ -468,3 +536,31 @@ def test_tfds_fails_fast_without_data(tmp_path):
     assert time.perf_counter() - start < 3.0
     with pytest.raises(ValueError, match="`name`.*not_a_dataset"):
         data.load_tfds_classification("not_a_dataset", data_dir=str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("name,size", [("mnist", (28, 28)), ("celeb_a", (218, 178))])
+def test_tfds_images_mocked_to_rgb(name, size):
+    with tfds.testing.mock_data(num_examples=3):
+        ds = data.load_tfds_images(name, "train")
+        assert ds.element_spec == tf.TensorSpec((*size, 3), tf.float32)
+        images = list(ds)
+        assert len(images) == 3
+        assert 0.0 <= min(float(x.numpy().min()) for x in images)
+        assert max(float(x.numpy().max()) for x in images) <= 255.0
+        with pytest.raises(ValueError, match="`image_key` must name a feature of 'mnist'"):
+            data.load_tfds_images("mnist", image_key="picture")
+
+
+def test_tfds_images_fail_fast_without_data(tmp_path):
+    with pytest.raises(RuntimeError, match=r"celeb_a.*not prepared"):
+        data.load_tfds_images("celeb_a", data_dir=str(tmp_path), download=False)
+
+
+def test_tfds_class_names_from_metadata_without_data(tmp_path):
+    names = data.tfds_class_names("fashion_mnist", data_dir=str(tmp_path))
+    assert names[:2] == ("T-shirt/top", "Trouser") and len(names) == 10
+    assert data.tfds_class_names("mnist", data_dir=str(tmp_path)) == tuple(str(i) for i in range(10))
+    with pytest.raises(ValueError, match="`name`.*not_a_dataset"):
+        data.tfds_class_names("not_a_dataset")
+    with pytest.raises(ValueError, match="`label_key` must name a class-label feature"):
+        data.tfds_class_names("mnist", data_dir=str(tmp_path), label_key="image")

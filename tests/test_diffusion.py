@@ -3,6 +3,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+from kerasvision.export import export_diffusion_sampler
 from kerasvision.models.diffusion import (
     DiffusionModel,
     SinusoidalTimeEmbedding,
@@ -11,7 +12,6 @@ from kerasvision.models.diffusion import (
     cosine_beta_schedule,
     ddim_step,
     ddpm_step,
-    export_diffusion_sampler,
     linear_beta_schedule,
     q_sample,
     sample_loop,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasvision import distribute
+from kerasvision.training import distribute
 from kerasvision.training import read_history
 from tests.helpers import run_in_fresh_process
 
@@ -104,7 +104,7 @@ MIRRORED_CODE = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from kerasvision.distribute import train_loop
+    from kerasvision.training.distribute import train_loop
     from kerasvision.losses import get_segmentation_loss
     from kerasvision.metrics import MeanIoU
     from kerasvision.models.autoencoder import VAE, Autoencoder, build_conv_decoder, build_conv_encoder

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasvision import generative
+from kerasvision import data
 from kerasvision.export import load_export
+from kerasvision.tasks import generative
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 
@@ -94,14 +95,14 @@ def test_generative_pipeline_crops_scales_and_keeps_batches_full():
     # A wide 0..255 ramp: centre crop then resize, scaled to [-1, 1].
     image = np.tile(np.linspace(0, 255, 40, dtype="float32")[None, :, None], (20, 1, 3))
     ds = tf.data.Dataset.from_tensor_slices((np.stack([image] * 5), np.arange(5)))
-    batches = list(generative.make_generative_pipeline(ds, 2, training=True, image_size=10, seed=0))
+    batches = list(data.make_generative_pipeline(ds, 2, training=True, image_size=10, seed=0))
     assert len(batches) == 2 and all(b.shape == (2, 10, 10, 3) for b in batches)
     values = batches[0].numpy()
     assert values.min() >= -1.0 and values.max() <= 1.0
     # The central 20 columns of the ramp span about 64..191, i.e. about -0.5..0.5.
     assert -0.6 < values.min() < -0.4 and 0.4 < values.max() < 0.6
     with pytest.raises(ValueError, match=r"unbatched"):
-        generative.make_generative_pipeline(ds.batch(2), 2, training=False)
+        data.make_generative_pipeline(ds.batch(2), 2, training=False)
 
 
 def test_sample_grid_callback_and_grids(tmp_path):
@@ -124,7 +125,7 @@ def test_sample_grid_callback_and_grids(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_shapes_extractor(tmp_path_factory):
-    from kerasvision.metrics import shapes_feature_extractor
+    from kerasvision.models.shapes_features import shapes_feature_extractor
 
     return shapes_feature_extractor(tmp_path_factory.mktemp("features"), image_size=16,
                                     num_images=4096, epochs=4, width=16)

@@ -5,7 +5,7 @@ import keras
 
 from kerasvision import data
 from kerasvision.models.unet import build_unet
-from kerasvision.segmentation import compile_segmenter
+from kerasvision.tasks.segmentation import compile_segmenter
 from kerasvision.training import make_callbacks
 
 EPOCHS = 12

@@ -1,4 +1,4 @@
-"""Tests for kerasvision.metrics against an independent numpy implementation."""
+"""Tests for kerasvision.metrics.segmentation against an independent numpy implementation."""
 
 import os
 import subprocess
@@ -219,6 +219,51 @@ def test_segmentation_report():
     assert "n/a" in report.splitlines()[3]  # "dog" never seen
     with pytest.raises(ValueError, match="class_names"):
         metrics.segmentation_report(cm, ["a", "b"])
+
+
+def test_segmentation_confusion_matrix_over_a_dataset(batches):
+    # An identity "model": its inputs are the logits, so the reference is known.
+    labels = np.concatenate([y for y, _ in batches])
+    logits = np.concatenate([x for _, x in batches])
+    model = keras.Sequential([keras.Input(logits.shape[1:]), keras.layers.Identity()])
+    dataset = tf.data.Dataset.from_tensor_slices((logits, labels)).batch(4)
+    cm = metrics.segmentation_confusion_matrix(model, dataset, NUM_CLASSES)
+    assert cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, ref_confusion(labels, logits))
+
+
+# ---------------------------------------------------------------------------
+# Docstrings: shared argument docs are filled in, Keras's names explained.
+# ---------------------------------------------------------------------------
+
+
+def test_fill_doc():
+    from kerasvision.validation import fill_doc
+
+    @fill_doc(args="x: int.")
+    def documented():
+        """Example: {"P1": 1}.
+
+        Args:
+            {args}
+        """
+
+    assert "x: int." in documented.__doc__ and '{"P1": 1}' in documented.__doc__
+    undocumented = fill_doc(args="x")(lambda: None)  # no docstring (python -OO): left alone
+    assert undocumented.__doc__ is None
+    with pytest.raises(ValueError, match=r"no \{args\} to fill"):
+        fill_doc(args="x")(make_batches)
+
+
+def test_metric_docstrings_are_filled(metric_cls):
+    assert "{common_args}" not in metric_cls.__doc__
+    assert "num_classes: int >= 2" in metric_cls.__doc__
+
+
+def test_classes_with_keras_names_say_why_keras_falls_short():
+    assert "keras.metrics.MeanIoU(num_classes, ignore_class=255" in metrics.MeanIoU.__doc__
+    assert "keras.losses.SparseCategoricalCrossentropy(" in (
+        losses.SparseCategoricalCrossentropy.__doc__)
 
 
 # ---------------------------------------------------------------------------

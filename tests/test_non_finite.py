@@ -8,7 +8,7 @@ import keras
 from kerasvision.models.autoencoder import VAE, build_conv_decoder, build_conv_encoder
 from kerasvision.models.gan import GAN, build_dcgan_discriminator, build_dcgan_generator
 from kerasvision.models.unet import build_unet
-from kerasvision.segmentation import compile_segmenter
+from kerasvision.tasks.segmentation import compile_segmenter
 from kerasvision.training import NonFiniteLossError, StopOnNonFiniteLoss, make_callbacks
 
 

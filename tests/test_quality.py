@@ -8,9 +8,9 @@ from kerasvision.metrics import (
     inception_feature_extractor,
     kernel_distance,
     sample_quality,
-    shapes_feature_extractor,
     trace_sqrt_product,
 )
+from kerasvision.models.shapes_features import shapes_feature_extractor
 
 
 def test_frechet_distance_of_identical_sets_is_zero():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasvision.cli import run
+from kerasvision.tasks.cli import run
 from recipes import fcn_transfer, unet
 
 

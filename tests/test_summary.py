@@ -6,7 +6,8 @@ from keras import layers
 
 import kerasvision
 from kerasvision.flops import summary
-from kerasvision.models.classifier import build_cnn_classifier, build_transfer_classifier, convolutionalize
+from kerasvision.models.classifier import build_cnn_classifier, build_transfer_classifier
+from kerasvision.models.convolutionalize import convolutionalize
 
 
 def _single_layer(input_shape, layer):

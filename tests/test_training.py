@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras
 
 from kerasvision.models.fcn import build_fcn
-from kerasvision.segmentation import compile_segmenter
+from kerasvision.tasks.segmentation import compile_segmenter
 from kerasvision.training import (
     NonFiniteLossError,
     StopOnNonFiniteLoss,

@@ -19,9 +19,15 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from kerasvision.layers import FusedBatchNormalization
+from kerasvision import kernels
 from kerasvision.models.trainer import GenerativeTrainer
-from kerasvision.validation import check_choice, check_float, check_image_shape, check_int
+from kerasvision.validation import (
+    check_choice,
+    check_float,
+    check_image_shape,
+    check_int,
+    fill_doc,
+)
 
 SPARSITY_KINDS = ("l1", "kl")
 # Numerical floor for the sparse-KL logarithms (sigmoid activations reach 0 or 1 in float32).
@@ -89,10 +95,11 @@ def check_upsampling_network_args(latent_dim, output_shape, filters, kernel_size
 
 def _apply_norm(x, batch_norm, name):
     if batch_norm:
-        return FusedBatchNormalization(name=f"{name}_bn")(x)
+        return kernels.batch_normalization(name=f"{name}_bn")(x)
     return x
 
 
+@fill_doc(builder_args=_BUILDER_ARGS_DOC)
 def build_conv_encoder(input_shape=(32, 32, 3), latent_dim=64, filters=(32, 64), kernel_size=3,
                        batch_norm=False, activation="relu", latent_activation=None,
                        variational=False, name="encoder"):
@@ -142,6 +149,7 @@ def build_conv_encoder(input_shape=(32, 32, 3), latent_dim=64, filters=(32, 64),
     return keras.Model(images, latents, name=name)
 
 
+@fill_doc(builder_args=_BUILDER_ARGS_DOC)
 def build_conv_decoder(latent_dim=64, output_shape=(32, 32, 3), filters=(64, 32), kernel_size=3,
                        batch_norm=False, activation="relu", name="decoder"):
     """Convolutional decoder: latent vectors to images in [-1, 1].
@@ -183,10 +191,6 @@ def build_conv_decoder(latent_dim=64, output_shape=(32, 32, 3), filters=(64, 32)
     # tanh in float32: matches the [-1, 1] data and keeps the loss in full precision.
     images = layers.Activation("tanh", dtype="float32", name=f"{name}_images")(x)
     return keras.Model(latents, images, name=name)
-
-
-build_conv_encoder.__doc__ = build_conv_encoder.__doc__.format(builder_args=_BUILDER_ARGS_DOC)
-build_conv_decoder.__doc__ = build_conv_decoder.__doc__.format(builder_args=_BUILDER_ARGS_DOC)
 
 
 def _check_pair(encoder, decoder, encoder_outputs):

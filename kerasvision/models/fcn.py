@@ -21,7 +21,8 @@ from kerasvision.backbones import (
     load_classifier_weights,
     resolve_weights,
 )
-from kerasvision.layers import UPSAMPLING_METHODS, MatmulConv2D, apply_upsampling
+from kerasvision import kernels
+from kerasvision.layers import UPSAMPLING_METHODS, apply_upsampling
 from kerasvision.validation import (
     check_choice,
     check_float,
@@ -96,12 +97,12 @@ def build_fcn(
 
     x = features["P5"]
     if spec.classifier_layers:
-        x = MatmulConv2D(
+        x = kernels.conv2d(
             fc_units, _FC6_KERNEL, padding="same", activation="relu",
             kernel_initializer="he_normal", name="fc6",
         )(x)
         x = layers.Dropout(dropout, name="fc6_dropout")(x)
-        x = MatmulConv2D(
+        x = kernels.conv2d(
             fc_units, 1, activation="relu", kernel_initializer="he_normal", name="fc7"
         )(x)
         x = layers.Dropout(dropout, name="fc7_dropout")(x)

@@ -33,8 +33,7 @@ from kerasvision.models.autoencoder import (
     check_generated_image_shape,
     check_upsampling_network_args,
 )
-from kerasvision.layers import FusedBatchNormalization
-from kerasvision.optimizers import FusedAdam
+from kerasvision import kernels
 from kerasvision.models.trainer import GenerativeTrainer
 from kerasvision.validation import check_float, check_int
 
@@ -55,8 +54,8 @@ _BN_MOMENTUM = 0.9
 
 def _normalize(x, normalization, synchronized, name):
     if normalization == "batch":
-        return FusedBatchNormalization(momentum=_BN_MOMENTUM, synchronized=synchronized,
-                                         name=f"{name}_bn")(x)
+        return kernels.batch_normalization(momentum=_BN_MOMENTUM, synchronized=synchronized,
+                                           name=f"{name}_bn")(x)
     if normalization == "layer":
         # Over height, width and channels, per sample: keeps each sample's
         # critic gradient independent of the batch (WGAN-GP, section 4).
@@ -283,7 +282,7 @@ class GAN(GenerativeTrainer):
 
     def default_optimizer(self, name):
         # Radford et al. 2016: Adam, learning rate 2e-4, beta_1 0.5 (0.9 oscillated).
-        return FusedAdam(learning_rate=2e-4, beta_1=0.5)
+        return kernels.adam(learning_rate=2e-4, beta_1=0.5)
 
     # -- hooks overridden by WGAN / WGANGP ---------------------------------
 
@@ -466,7 +465,7 @@ class WGANGP(WGAN):
         self.gp_weight = check_float("gp_weight", gp_weight, minimum=0.0, strict_minimum=True)
 
     def default_optimizer(self, name):
-        return FusedAdam(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
+        return kernels.adam(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
 
     def interpolation_weights(self, batch_size):
         """Per-sample weights a ~ Uniform(0, 1), shape `[batch, 1, 1, 1]`."""

@@ -17,7 +17,7 @@ sums thousands of terms, which float32 cannot compare across EM iterations.
 
 import numpy as np
 
-from kerasvision.validation import check_float, check_int
+from kerasvision.validation import check_float, check_int, check_seed
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -77,7 +77,7 @@ class GMM:
                                         strict_minimum=True)
         self.max_iterations = check_int("max_iterations", max_iterations, minimum=1)
         self.tolerance = check_float("tolerance", tolerance, minimum=0.0)
-        self.seed = check_int("seed", seed, minimum=0)
+        self.seed = check_seed(seed)
         self._rng = np.random.default_rng(self.seed)
         self.weights_ = self.means_ = self.variances_ = None
         self.log_likelihood_history_ = []
@@ -221,7 +221,7 @@ class GMM:
         """
         self._check_fitted()
         num_samples = check_int("num_samples", num_samples, minimum=1)
-        rng = self._rng if seed is None else np.random.default_rng(check_int("seed", seed, minimum=0))
+        rng = self._rng if seed is None else np.random.default_rng(check_seed(seed))
         components = rng.choice(self.num_components, size=num_samples, p=self.weights_)
         noise = rng.standard_normal((num_samples, self.means_.shape[1]))
         samples = self.means_[components] + np.sqrt(self.variances_[components]) * noise

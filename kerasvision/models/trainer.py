@@ -25,14 +25,8 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from kerasvision.validation import check_int
-from kerasvision.optimizers import FusedAdam
-
-
-def _check_seed(seed):
-    if seed is None:
-        return None
-    return check_int("seed", seed, minimum=0)
+from kerasvision.validation import check_int, check_seed
+from kerasvision import kernels
 
 
 def _num_replicas_and_id():
@@ -126,7 +120,7 @@ class GenerativeTrainer(keras.Model):
 
     def __init__(self, seed=None, loss_names=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed, allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
         names = tuple(self.LOSS_NAMES if loss_names is None else loss_names)
         if not names or not all(isinstance(name, str) and name for name in names):
@@ -270,7 +264,7 @@ class GenerativeTrainer(keras.Model):
 
     def default_optimizer(self, name):
         """A fresh optimizer for the compile argument `name` when it is left None."""
-        return FusedAdam(learning_rate=1e-3)
+        return kernels.adam(learning_rate=1e-3)
 
     def compile(self, optimizer=None, *, jit_compile="auto", steps_per_execution=1,
                 run_eagerly=False):

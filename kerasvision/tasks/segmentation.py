@@ -5,28 +5,27 @@ build; everything else they share lives here.
 """
 
 import os
-import time
 
 import numpy as np
 
-from kerasvision import data, visualize
-from kerasvision.export import export_image_model
+from kerasvision import visualize
+from kerasvision.data.augment import build_segmentation_augmenter
+from kerasvision.data.checks import validate_dataset
+from kerasvision.data.loaders import PETS_CLASS_NAMES, load_oxford_pets, load_segmentation_folder
+from kerasvision.data.pipelines import make_segmentation_pipeline
+from kerasvision.data.shapes import SHAPES_CLASS_NAMES, load_shapes
 from kerasvision.losses import SEGMENTATION_LOSSES, get_segmentation_loss
-from kerasvision.optimizers import FusedAdam
+from kerasvision import kernels
 from kerasvision.metrics import (
     MeanIoU,
     PixelAccuracy,
     mean_iou,
     per_class_iou,
     pixel_accuracy,
+    segmentation_confusion_matrix,
     segmentation_report,
 )
-from kerasvision.training import (
-    fit_two_phase_from_flags,
-    resolve_jit_compile,
-    segmentation_confusion_matrix,
-    write_json,
-)
+from kerasvision.training import resolve_jit_compile
 
 DATASETS = ("shapes", "oxford_iiit_pet", "folder")
 SMOKE_IMAGES = 8
@@ -60,9 +59,6 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
                        help="learning rate while fine-tuning (lower: keeps pretrained features)")
     group.add_argument("--finetune-blocks", type=int, default=None,
                        help="backbone stages unfrozen for fine-tuning (default: all)")
-    group.add_argument("--max-train-minutes", type=float, default=None,
-                       help="wall-clock budget for training, in minutes; stops after the "
-                       "step that exceeds it (0: no limit)")
     group.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
                        help="cosine: warm up, then decay to zero by the end of the epochs "
                        "or of --max-train-minutes, whichever comes first")
@@ -82,19 +78,19 @@ def load_segmentation_data(args):
     if args.dataset == "shapes":
         num_train = SMOKE_IMAGES if args.smoke else args.num_train
         num_val = SMOKE_IMAGES if args.smoke else args.num_val
-        train = data.load_shapes("train", num_train, size, seed=args.seed)
-        validation = data.load_shapes("validation", num_val, size, seed=args.seed)
-        class_names = data.SHAPES_CLASS_NAMES
+        train = load_shapes("train", num_train, size, seed=args.seed)
+        validation = load_shapes("validation", num_val, size, seed=args.seed)
+        class_names = SHAPES_CLASS_NAMES
     elif args.dataset == "oxford_iiit_pet":
-        train = data.load_oxford_pets("train", size, data_dir=args.data_dir)
-        validation = data.load_oxford_pets("test", size, data_dir=args.data_dir)
-        class_names = data.PETS_CLASS_NAMES
+        train = load_oxford_pets("train", size, data_dir=args.data_dir)
+        validation = load_oxford_pets("test", size, data_dir=args.data_dir)
+        class_names = PETS_CLASS_NAMES
     else:
         if not args.images_dir or not args.masks_dir or not args.num_classes:
             raise ValueError(
                 "--dataset folder needs --images-dir, --masks-dir and --num-classes."
             )
-        everything = data.load_segmentation_folder(args.images_dir, args.masks_dir, size)
+        everything = load_segmentation_folder(args.images_dir, args.masks_dir, size)
         count = int(everything.cardinality())
         num_val = max(1, count // 5)
         validation, train = everything.take(num_val), everything.skip(num_val)
@@ -103,15 +99,15 @@ def load_segmentation_data(args):
         train, validation = train.take(SMOKE_IMAGES), validation.take(SMOKE_IMAGES)
     # Checked before the pipeline caches it: a partial read of a cached dataset
     # leaves the cache incomplete (tf.data warns about it on every run).
-    data.validate_dataset(train, len(class_names))
+    validate_dataset(train, len(class_names))
     augmenter = (
-        data.build_segmentation_augmenter(flip=True, zoom=0.1, seed=args.seed)
+        build_segmentation_augmenter(flip=True, zoom=0.1, seed=args.seed)
         if args.augment == "true" else None
     )
-    train = data.make_segmentation_pipeline(
+    train = make_segmentation_pipeline(
         train, args.batch_size, training=True, augmenter=augmenter, seed=args.seed
     )
-    validation = data.make_segmentation_pipeline(validation, args.batch_size, training=False)
+    validation = make_segmentation_pipeline(validation, args.batch_size, training=False)
     return train, validation, class_names
 
 
@@ -124,7 +120,7 @@ def compile_segmenter(model, num_classes, loss, learning_rate, jit_compile="auto
     """
     with model.distribute_strategy.scope():
         model.compile(
-            optimizer=FusedAdam(learning_rate),
+            optimizer=kernels.adam(learning_rate),
             loss=get_segmentation_loss(loss, num_classes=num_classes),
             metrics=[MeanIoU(num_classes, name="mean_iou"),
                      PixelAccuracy(num_classes, name="pixel_accuracy")],
@@ -133,54 +129,33 @@ def compile_segmenter(model, num_classes, loss, learning_rate, jit_compile="auto
         model.optimizer.build(model.trainable_variables)
 
 
-def train_segmenter(model, args, train, validation, class_names, backbone, pretrained, verbose):
-    """Fits, reports, plots and exports a segmenter as the recipes do.
+def evaluate_segmenter(model, dataset, class_names, train_seconds=None):
+    """Prints the per-class report of a segmenter on a dataset and returns its figures.
 
     Args:
-        model: segmenter from `build_fcn`/`build_unet` (backbone sub-model
-            named "backbone", or none for a scratch U-Net).
-        args: parsed recipe flags.
-        train, validation: batched datasets.
-        class_names: tuple of str.
-        backbone: registered backbone name, or None (single-phase training).
-        pretrained: bool, whether the backbone holds pretrained weights.
-        verbose: `fit` verbosity.
+        model: maps images `[batch, H, W, 3]` to logits `[batch, H, W, C]`.
+        dataset: batched `(images, masks [batch, H, W])`, usually the validation split.
+        class_names: tuple of `C` str.
+        train_seconds: float or None, training time, printed and kept in the summary.
 
     Returns:
-        dict summary: mean IoU, per-class IoU, pixel accuracy, seconds,
-        export path (also written to `<output-dir>/summary.json`).
+        dict: `mean_iou`, `per_class_iou` (class name -> IoU), `pixel_accuracy`,
+        `train_seconds`.
     """
-    num_classes = len(class_names)
-    started = time.time()
-
-    def compile_fn(learning_rate):
-        compile_segmenter(model, num_classes, args.loss, learning_rate, args.jit_compile)
-
-    if args.smoke:
-        frozen, finetune = 1, 0
-    elif pretrained:
-        frozen, finetune = args.frozen_epochs, args.finetune_epochs
-    else:  # from random weights there is nothing to freeze: --epochs of full training
-        frozen, finetune = args.epochs, 0
-    history = fit_two_phase_from_flags(
-        model, backbone, train, validation, compile_fn, args, "val_mean_iou",
-        frozen, finetune, pretrained, verbose,
-    )
-    train_seconds = time.time() - started
-
-    confusion = segmentation_confusion_matrix(model, validation, num_classes)
-    report = segmentation_report(confusion, class_names)
-    print(report)
+    confusion = segmentation_confusion_matrix(model, dataset, len(class_names))
+    print(segmentation_report(confusion, class_names))
     summary = _summarise(confusion, class_names, train_seconds)
-    print(f"validation mIoU {summary['mean_iou']:.4f} after {train_seconds / 60:.1f} min of training")
-
-    _plot_predictions(model, validation, class_names, os.path.join(args.output_dir, "predictions.png"))
-    if history:
-        visualize.plot_history(history, os.path.join(args.output_dir, "history.png"))
-    summary["export_path"] = export_image_model(model, args.export_dir)
-    print(f"exported to {summary['export_path']}")
-    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    minutes = "" if train_seconds is None else f" after {train_seconds / 60:.1f} min of training"
+    print(f"validation mIoU {summary['mean_iou']:.4f}{minutes}")
     return summary
+
+
+def plot_segmentation_run(model, dataset, class_names, history, output_dir, count=4):
+    """Writes `predictions.png` (`count` examples of `dataset`) and `history.png` to `output_dir`."""
+    _plot_predictions(model, dataset, class_names, os.path.join(output_dir, "predictions.png"),
+                      count)
+    if history:
+        visualize.plot_history(history, os.path.join(output_dir, "history.png"))
 
 
 def _summarise(confusion, class_names, seconds):
@@ -205,6 +180,7 @@ __all__ = [
     "DATASETS",
     "add_segmentation_flags",
     "compile_segmenter",
+    "evaluate_segmenter",
     "load_segmentation_data",
-    "train_segmenter",
+    "plot_segmentation_run",
 ]

@@ -7,7 +7,8 @@ everything else they share lives here:
 - `add_generative_flags` / `load_generative_data`: `--dataset` (the embedded
   synthetic shapes by default, or a TensorFlow Datasets image set), images
   only, centre-cropped to a square, resized, scaled to [-1, 1] (what tanh
-  generators produce), cached, shuffled, batched and prefetched.
+  generators produce), cached, shuffled, batched and prefetched by
+  `kerasvision.data.make_generative_pipeline`.
 - `SampleGridCallback`: saves a grid PNG of `sample_fn()` after each epoch.
 - `reconstruction_grid`, `latent_walk`: what autoencoders and VAEs show.
 - `train_generative`: fit with resumable backups and a non-finite-loss
@@ -22,14 +23,17 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from kerasvision import data, distribute, visualize
+from kerasvision import visualize
+from kerasvision.data.loaders import load_tfds_images
+from kerasvision.data.pipelines import make_generative_pipeline
+from kerasvision.data.shapes import load_shapes_classification
 from kerasvision.training import (
     KeyPipelinesByEpoch,
     ResumableBackup,
     StopOnNonFiniteLoss,
     TimeBudget,
+    distribute,
     read_history,
-    write_json,
 )
 from kerasvision.validation import check_int
 
@@ -62,9 +66,6 @@ def add_generative_flags(parser, num_samples=16):
                        help="held-out images (default: shapes 1024, tfds the whole split)")
     group.add_argument("--num-samples", type=int, default=num_samples,
                        help="images in each sample grid")
-    group.add_argument("--max-train-minutes", type=float, default=None,
-                       help="wall-clock budget for training, in minutes; stops after the "
-                       "step that exceeds it (0: no limit)")
     group.add_argument("--eval-images", type=int, default=512,
                        help="generated images scored by FID/KID and the shapes classifier "
                        "(--dataset shapes; 0 skips the evaluation)")
@@ -81,88 +82,6 @@ def parse_int_list(flag, text):
         raise ValueError(
             f"{flag} must be comma-separated positive ints (e.g. 32,64); received {text!r}.")
     return values
-
-
-def to_generative_image(image, image_size=None):
-    """One image `[H, W, C]` in [0, 255] -> float32 `[S, S, 3]` in [-1, 1].
-
-    A non-square image is centre-cropped to a square first: resizing it
-    directly would stretch faces and flowers.
-
-    Args:
-        image: tensor `[H, W, 1 or 3]`, any real dtype, values in [0, 255].
-        image_size: int S, or None to keep the (square) size.
-
-    Returns:
-        float32 tensor `[S, S, 3]` in [-1, 1].
-    """
-    image = tf.cast(image, tf.float32)
-    if image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    if image_size is not None:
-        shape = tf.shape(image)
-        side = tf.minimum(shape[0], shape[1])
-        image = tf.image.resize_with_crop_or_pad(image, side, side)
-        image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-        image = tf.ensure_shape(image, (image_size, image_size, 3))
-    return image / 127.5 - 1.0
-
-
-def make_generative_pipeline(ds, batch_size, training, image_size=None, shuffle_buffer=1024,
-                             cache=True, seed=None, drop_remainder=True):
-    """Batch an image dataset for generative training: images only, in [-1, 1].
-
-    Args:
-        ds: unbatched `tf.data.Dataset` of images `[H, W, C]` in [0, 255], or
-            of `(image, label)` pairs (the label is dropped).
-        batch_size: int >= 1, the global batch size.
-        training: bool; shuffles when True.
-        image_size: int or None, side of the square images (centre crop, resize).
-        shuffle_buffer: int >= 1.
-        cache: bool, cache the prepared images in memory.
-        seed: optional int, the shuffle seed.
-        drop_remainder: bool; True (default) keeps every batch full, so a
-            GAN step always sees as many fakes as reals and
-            `MirroredStrategy` splits batches evenly.
-
-    Returns:
-        `tf.data.Dataset` of float32 `[batch, S, S, 3]` in [-1, 1].
-    """
-    if not isinstance(ds, tf.data.Dataset):
-        raise ValueError(f"`ds` must be a tf.data.Dataset; received {type(ds).__name__}.")
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
-    if image_size is not None:
-        image_size = check_int("image_size", image_size, minimum=1)
-    spec = ds.element_spec
-    if isinstance(spec, tuple):
-        ds = ds.map(lambda image, *rest: image, num_parallel_calls=tf.data.AUTOTUNE)
-        spec = spec[0]
-    if spec.shape.rank != 3:
-        raise ValueError(
-            f"`ds` must yield unbatched images [height, width, channels]; received spec {spec}."
-        )
-    ds = ds.map(lambda image: to_generative_image(image, image_size),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        ds = ds.cache()
-    if training:  # shuffle order keyed by (seed, epoch): a resumed run sees the same batches
-        ds = data.epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder)
-    else:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _load_tfds_images(name, split, data_dir, download):
-    """Unbatched images of a tfds set, with the package's fail-fast message when absent."""
-    if name in ("celeb_a",):
-        # No supervised keys (attributes, not labels): read the "image" feature.
-        builder = data._tfds_builder(name, data_dir, download)  # the shared fail-fast check
-        ds = builder.as_dataset(split=split, shuffle_files=False)
-        return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE)
-    return data.load_tfds_classification(name, split, image_size=None, data_dir=data_dir,
-                                         download=download)
 
 
 def load_generative_data(args):
@@ -189,13 +108,15 @@ def load_generative_data(args):
                 "batches are kept full."
             )
     if args.dataset == "shapes":
-        train = data.load_shapes_classification("train", num_train, size, seed=args.seed)
-        validation = data.load_shapes_classification("validation", num_val, size, seed=args.seed)
+        train = load_shapes_classification("train", num_train, size, seed=args.seed)
+        validation = load_shapes_classification("validation", num_val, size, seed=args.seed)
     else:
         train_split, val_split = _TFDS_SPLITS[args.dataset]
         try:
-            train = _load_tfds_images(args.dataset, train_split, args.data_dir, args.download)
-            validation = _load_tfds_images(args.dataset, val_split, args.data_dir, args.download)
+            train = load_tfds_images(args.dataset, train_split, data_dir=args.data_dir,
+                                     download=args.download)
+            validation = load_tfds_images(args.dataset, val_split, data_dir=args.data_dir,
+                                          download=args.download)
         except RuntimeError as error:
             # Missing data is bad input to the recipe: one line, not a traceback.
             raise ValueError(f"--dataset {args.dataset}: {error}") from error
@@ -343,7 +264,8 @@ def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
 def evaluate_samples(generate_fn, heldout_images, count=512, extractor=None, confidence=0.9):
     """FID and KID of generated shapes against held-out ones, their floor, and how many read as a shape.
 
-    Features and shape probabilities come from `shapes_feature_extractor`
+    Features and shape probabilities come from
+    `kerasvision.models.shapes_features.shapes_feature_extractor`
     (the small CNN trained on the embedded shapes, the features
     `benchmarks/generative_quality.py` uses). The floor is the same distances
     between two halves of real held-out images: what a perfect generator
@@ -356,7 +278,8 @@ def evaluate_samples(generate_fn, heldout_images, count=512, extractor=None, con
         heldout_images: numpy `[M, H, W, 3]` real images in [-1, 1], M >= 2 * count.
         count: int >= 2, images per set.
         extractor: a `shapes_feature_extractor()` result (default: the 32 px
-            one, trained once and cached in `~/.keras/kerasvision`).
+            one, trained once and cached in `~/.keras/kerasvision`, or
+            `$KERAS_HOME/kerasvision`).
         confidence: float, the probability above which a sample counts as
             recognised as one of the four shapes.
 
@@ -365,7 +288,8 @@ def evaluate_samples(generate_fn, heldout_images, count=512, extractor=None, con
         fid_floor), `recognised_share` (share of samples whose most likely
         shape has probability >= `confidence`), `real_recognised_share`, `count`.
     """
-    from kerasvision.metrics import sample_quality, shapes_feature_extractor
+    from kerasvision.metrics import sample_quality
+    from kerasvision.models.shapes_features import shapes_feature_extractor
 
     count = check_int("count", count, minimum=2)
     if heldout_images.shape[0] < 2 * count:
@@ -401,70 +325,82 @@ def heldout_images(dataset):
     return np.concatenate([np.asarray(batch) for batch in dataset]).astype(np.float32)
 
 
-def train_generative(model, args, train, validation, sample_fn, export_fn, verbose=2,
-                     nrows=None, generate_fn=None):
-    """Fits, plots, saves and exports a generative trainer as the recipes do.
+def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrows=None,
+                   max_minutes=None, smoke=False, verbose=2):
+    """Fits a generative trainer with the run's callbacks and returns its history.
 
     Args:
         model: a compiled `GenerativeTrainer` subclass.
-        args: parsed recipe flags (`--epochs --output-dir --export-dir --smoke`).
         train, validation: batched datasets from `load_generative_data`.
-        sample_fn: callable `() -> images in [-1, 1]` for the grids.
-        export_fn: callable `(export_dir) -> path` exporting the inference network.
-        verbose: `fit` verbosity.
+        output_dir: str, for the resume backup, `history.csv` and the per-epoch grids.
+        epochs: int >= 1.
+        sample_fn: callable `() -> images in [-1, 1]` for the per-epoch grids.
         nrows: grid rows for `sample_fn`'s images.
-        generate_fn: callable `(num_images) -> images in [-1, 1]`, or None; with
-            `--dataset shapes` its samples are scored by `evaluate_samples`
-            (`--eval-images` of them) after training.
+        max_minutes: float or None, wall-clock budget (None or 0: none).
+        smoke: bool, a couple of steps of one epoch.
+        verbose: `fit` verbosity.
 
     Returns:
-        dict summary (also in `<output-dir>/summary.json`): the last epoch's
-        losses, training seconds, file paths, the export path and, where
-        evaluated, `sample_quality` (`evaluate_samples`' dict).
+        dict metric -> per-epoch values, read back from `history.csv`.
     """
-    started = time.time()
-    minutes = getattr(args, "max_train_minutes", None)
-    deadline = started + 60 * minutes if minutes else None
-    callbacks = generative_callbacks(args.output_dir, sample_fn, nrows=nrows, deadline=deadline)
+    deadline = time.time() + 60 * max_minutes if max_minutes else None
     distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
         model,
         train,
         validation_data=validation,
-        epochs=1 if args.smoke else args.epochs,
-        steps_per_epoch=SMOKE_STEPS if args.smoke else None,
-        validation_steps=1 if args.smoke else None,
+        epochs=1 if smoke else epochs,
+        steps_per_epoch=SMOKE_STEPS if smoke else None,
+        validation_steps=1 if smoke else None,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=callbacks,
+        callbacks=generative_callbacks(output_dir, sample_fn, nrows=nrows, deadline=deadline),
         verbose=verbose,
     )
-    seconds = time.time() - started
-    history = read_history(os.path.join(args.output_dir, "history.csv"))
+    return read_history(os.path.join(output_dir, "history.csv"))
+
+
+def save_generative_run(model, history, sample_fn, output_dir, nrows=None, train_seconds=None):
+    """Writes `history.png`, the final `samples.png` and the whole trainer as `model.keras`.
+
+    Returns:
+        dict summary: the last epoch's losses, `train_seconds`, and the paths
+        `history_plot`, `samples`, `model_path` (networks and optimizer state,
+        for further training).
+    """
     summary = {key: values[-1] for key, values in history.items()}
-    summary["train_seconds"] = seconds
+    summary["train_seconds"] = train_seconds
     if history:
         summary["history_plot"] = visualize.plot_history(
-            history, os.path.join(args.output_dir, "history.png"))
+            history, os.path.join(output_dir, "history.png"))
     summary["samples"] = visualize.plot_image_grid(
-        keras.ops.convert_to_numpy(sample_fn()), os.path.join(args.output_dir, "samples.png"),
+        keras.ops.convert_to_numpy(sample_fn()), os.path.join(output_dir, "samples.png"),
         nrows=nrows, value_range=(-1, 1), title="final samples")
-    # The whole trainer (networks and optimizer state) for further training.
-    summary["model_path"] = os.path.join(args.output_dir, "model.keras")
+    summary["model_path"] = os.path.join(output_dir, "model.keras")
     model.save(summary["model_path"])
-    summary["export_path"] = export_fn(args.export_dir)
-    print(f"trained {seconds / 60:.1f} min; samples in {summary['samples']}; "
-          f"exported to {summary['export_path']}")
-    count = getattr(args, "eval_images", 0)
-    if generate_fn is not None and count and args.dataset == "shapes" and not args.smoke:
-        real = heldout_images(validation)
-        count = min(count, real.shape[0] // 2)
-        quality = summary["sample_quality"] = evaluate_samples(generate_fn, real, count)
-        print(f"sample quality ({count} images, shapes CNN features): FID {quality['fid']:.2f} "
-              f"({quality['fid_ratio']:.1f}x the real-image floor {quality['fid_floor']:.2f}), "
-              f"KID {quality['kid']:.4f} (floor {quality['kid_floor']:.4f}); "
-              f"{quality['recognised_share']:.0%} of samples recognised as a shape "
-              f"(real images: {quality['real_recognised_share']:.0%})")
-    write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    minutes = "" if train_seconds is None else f"trained {train_seconds / 60:.1f} min; "
+    print(f"{minutes}samples in {summary['samples']}")
     return summary
+
+
+def report_sample_quality(generate_fn, validation, count=512):
+    """Scores generated shapes against held-out ones (`evaluate_samples`) and prints one line.
+
+    Args:
+        generate_fn: callable `(num_images) -> images in [-1, 1]`.
+        validation: batched held-out dataset of the embedded shapes.
+        count: int, images per set (at most half the held-out images).
+
+    Returns:
+        `evaluate_samples`' dict.
+    """
+    real = heldout_images(validation)
+    count = min(count, real.shape[0] // 2)
+    quality = evaluate_samples(generate_fn, real, count)
+    print(f"sample quality ({count} images, shapes CNN features): FID {quality['fid']:.2f} "
+          f"({quality['fid_ratio']:.1f}x the real-image floor {quality['fid_floor']:.2f}), "
+          f"KID {quality['kid']:.4f} (floor {quality['kid_floor']:.4f}); "
+          f"{quality['recognised_share']:.0%} of samples recognised as a shape "
+          f"(real images: {quality['real_recognised_share']:.0%})")
+    return quality
 
 
 __all__ = [
@@ -472,15 +408,15 @@ __all__ = [
     "SampleGridCallback",
     "add_generative_flags",
     "evaluate_samples",
+    "fit_generative",
     "fixed_latents",
     "generative_callbacks",
     "heldout_images",
     "latent_walk",
     "load_generative_data",
-    "make_generative_pipeline",
     "parse_int_list",
     "reconstruction_grid",
+    "report_sample_quality",
     "sample_batch",
-    "to_generative_image",
-    "train_generative",
+    "save_generative_run",
 ]

@@ -1,9 +1,8 @@
-"""Training helpers shared by recipes: precision, callbacks, the two-phase transfer schedule.
+"""The callbacks every training run uses: resume, best checkpoint, time budget, schedule, non-finite stop.
 
-Transfer learning runs in two phases (Yosinski et al. 2014; the Keras transfer
-learning guide): first the new head is trained on a frozen backbone, then the
-last stages of the backbone are unfrozen and trained with it at a lower
-learning rate. `fit_two_phase` runs both, resumable after a crash.
+`make_callbacks` assembles them in the order that keeps a kill harmless:
+the resume backup first, the best checkpoint written atomically, the CSV log
+last.
 """
 
 import csv
@@ -11,73 +10,11 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
-import tensorflow as tf
 import keras
 
-from kerasvision import distribute, hardware
-from kerasvision.backbones import get_backbone_spec, set_trainable_blocks
-from kerasvision.validation import IGNORE_LABEL, check_choice, check_int
-
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-SCHEDULES = ("constant", "cosine")
-
-
-def native_bfloat16_device():
-    """Names the device that computes bfloat16 natively, or returns None.
-
-    GPUs of compute capability 8.0 and up (Ampere+), and CPUs with AVX512-BF16
-    or AMX instructions, run bfloat16 matrix products faster than float32;
-    elsewhere bfloat16 is emulated and slower.
-    """
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        if details.get("compute_capability", (0, 0)) >= (8, 0):
-            return f"GPU {details.get('device_name', gpu.name)}"
-    flags = hardware.cpu_info()[1] & {"avx512_bf16", "amx_bf16"}
-    if flags:
-        return f"CPU with {'/'.join(sorted(flags))}"
-    return None
-
-
-def select_precision(precision="auto", verbose=True):
-    """Sets the global Keras dtype policy and returns its name.
-
-    Args:
-        precision: "auto" (mixed_bfloat16 where the hardware computes bfloat16
-            natively, float32 elsewhere), "float32", "mixed_bfloat16" or
-            "mixed_float16".
-        verbose: bool, print which policy was chosen and why.
-
-    Returns:
-        str, the policy set.
-    """
-    check_choice("precision", precision, PRECISIONS)
-    reason = "requested"
-    if precision == "auto":
-        device = native_bfloat16_device()
-        precision = "mixed_bfloat16" if device else "float32"
-        reason = f"auto: {device} computes bfloat16 natively" if device else (
-            "auto: no native bfloat16 on this hardware"
-        )
-    keras.mixed_precision.set_global_policy(precision)
-    if verbose:
-        print(f"precision: {precision} ({reason})")
-        if precision != "float32" and hardware.onednn_limit:
-            print(f"oneDNN limited to {hardware.onednn_limit} on this AMX CPU (a heap corruption "
-                  "in its AMX bfloat16 kernels, docs/known_issues.md); set ONEDNN_MAX_CPU_ISA "
-                  "to override")
-    return precision
-
-
-def resolve_jit_compile(value):
-    """Maps a `--jit-compile` flag ("auto", "true", "false" or a bool) to `compile`'s argument."""
-    if isinstance(value, bool) or value == "auto":
-        return value
-    return check_choice("jit_compile", value, ("auto", "true", "false")) == "true"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -244,15 +181,15 @@ class WarmupCosineToBudget(keras.callbacks.Callback):
 
 
 class KeyPipelinesByEpoch(keras.callbacks.Callback):
-    """Sets `kerasvision.data.training_epoch()` at the start of each epoch.
+    """Sets `kerasvision.data.pipelines.training_epoch()` at the start of each epoch.
 
-    Training pipelines from `kerasvision.data` and `kerasvision.generative`
-    derive their shuffle order and augmentation draws from it, so a run
-    resumed at epoch k sees the batches an uninterrupted run sees there.
+    The training pipelines of `kerasvision.data.pipelines` derive their
+    shuffle order and augmentation draws from it, so a run resumed at epoch
+    k sees the batches an uninterrupted run sees there.
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        from kerasvision.data import training_epoch
+        from kerasvision.data.pipelines import training_epoch
 
         training_epoch().assign(epoch)
 
@@ -442,186 +379,6 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
     ]
 
 
-def fit_two_phase(
-    model,
-    backbone,
-    train_data,
-    validation_data,
-    compile_fn,
-    run_dir,
-    monitor,
-    mode="max",
-    frozen_epochs=1,
-    finetune_epochs=1,
-    frozen_learning_rate=1e-3,
-    finetune_learning_rate=1e-4,
-    finetune_blocks=None,
-    pretrained=True,
-    steps_per_epoch=None,
-    max_minutes=None,
-    schedule="constant",
-    decay_fraction=1.0,
-    verbose=2,
-):
-    """Trains a head on a frozen backbone, then fine-tunes the backbone's last stages.
-
-    Each phase has its own resume backup (`ResumableBackup`) and a marker
-    file `<phase>.done` written when it ends, so rerunning after a kill skips
-    finished phases and resumes the interrupted one at its last finished
-    epoch. Between phases the weights a phase ended with wait in
-    `<phase>_end.weights.h5` for the next one. When training ends, backups
-    and those files are removed and the model is given the best
-    checkpoint's weights (`best.weights.h5`, weights only), so a finished run
-    keeps one copy of the weights. Rerunning a finished run trains nothing
-    and loads that checkpoint.
-
-    Args:
-        model: the `keras.Model` to train; its backbone is the sub-model named
-            "backbone" (as `build_fcn`, `build_unet` and
-            `build_transfer_classifier` name it).
-        backbone: str, the registered backbone name (its stages define blocks),
-            or None for a model without one (a single phase then).
-        train_data, validation_data: `tf.data.Dataset`s of (inputs, targets).
-        compile_fn: callable(learning_rate) that compiles `model`.
-        run_dir: str, directory for checkpoints, logs and phase markers.
-        monitor, mode: best-checkpoint metric and direction.
-        frozen_epochs, finetune_epochs: ints >= 0.
-        frozen_learning_rate, finetune_learning_rate: floats.
-        finetune_blocks: int, stages unfrozen in phase 2 (default: all).
-        pretrained: bool; False (a randomly initialised backbone) replaces the
-            two phases by one of `frozen_epochs + finetune_epochs` epochs that
-            trains everything at `frozen_learning_rate`: a frozen random
-            backbone has nothing worth training a head on.
-        steps_per_epoch: int or None, batches per epoch.
-        max_minutes: float or None, wall-clock budget for all phases; training
-            stops (after validating the cut epoch) when it runs out.
-        schedule: "constant" (each phase at its learning rate) or "cosine"
-            (`WarmupCosineToBudget`: each phase warms up to its learning rate,
-            then decays to zero by its last step or the deadline).
-        decay_fraction: float in (0, 1], with "cosine": the final share of
-            each phase over which the rate decays (before it, the rate holds).
-        verbose: `fit` verbosity.
-
-    Returns:
-        dict of metric name -> list of per-epoch values over both phases, read
-        back from `history.csv` so that it includes epochs from before a resume.
-    """
-    check_int("frozen_epochs", frozen_epochs, minimum=0)
-    check_int("finetune_epochs", finetune_epochs, minimum=0)
-    check_choice("schedule", schedule, SCHEDULES)
-    if backbone is None:  # no pretrained part: one phase trains everything
-        pretrained = False
-    else:
-        backbone_model = model.get_layer("backbone")
-        num_stages = len(get_backbone_spec(backbone).blocks)
-    if pretrained:
-        phases = [
-            ("frozen", frozen_epochs, frozen_learning_rate, 0),
-            ("finetune", finetune_epochs, finetune_learning_rate, finetune_blocks),
-        ]
-    else:
-        phases = [("scratch", frozen_epochs + finetune_epochs, frozen_learning_rate, None)]
-    deadline = time.time() + 60 * max_minutes if max_minutes else None
-    first_epoch = 0
-    for phase, epochs, learning_rate, blocks in phases:
-        if not epochs:
-            continue
-        if backbone is not None:
-            set_trainable_blocks(
-                backbone_model, backbone, num_stages if blocks is None else blocks,
-                keep_batch_norm_frozen=pretrained,
-            )
-        done_marker = os.path.join(run_dir, f"{phase}.done")
-        end_weights = os.path.join(run_dir, f"{phase}_end.weights.h5")
-        if os.path.exists(done_marker):
-            # A finished run keeps only its best checkpoint: a phase added to it starts there.
-            for path in (end_weights, os.path.join(run_dir, "best.weights.h5")):
-                if os.path.exists(path):
-                    load_model_weights(model, path)
-                    break
-        else:
-            compile_fn(learning_rate)
-            _build_optimizer(model)
-            rate_schedule = None
-            if schedule == "cosine":
-                steps = steps_per_epoch or int(train_data.cardinality())
-                rate_schedule = WarmupCosineToBudget(learning_rate, epochs * max(1, steps),
-                                                     deadline, decay_fraction=decay_fraction)
-            # model.fit, or the multi-worker loop Keras' fit lacks (keras#20585).
-            distribute.fit(
-                model,
-                train_data,
-                validation_data=validation_data,
-                initial_epoch=first_epoch,
-                epochs=first_epoch + epochs,
-                steps_per_epoch=steps_per_epoch,
-                shuffle=False,  # the tf.data pipeline shuffles
-                callbacks=make_callbacks(run_dir, monitor, mode, phase=phase, deadline=deadline,
-                                         schedule=rate_schedule),
-                verbose=verbose,
-            )
-            _save_atomically(model, end_weights)
-            with open(done_marker, "w"):
-                pass
-            if deadline is not None and time.time() >= deadline:
-                print(f"time budget of {max_minutes} min used up after phase '{phase}'")
-                break
-        first_epoch += epochs
-    for phase, *_ in phases:
-        end_weights = os.path.join(run_dir, f"{phase}_end.weights.h5")
-        if os.path.exists(end_weights):
-            os.remove(end_weights)
-    best_path = os.path.join(run_dir, "best.weights.h5")
-    if os.path.exists(best_path):
-        load_model_weights(model, best_path)
-    return read_history(os.path.join(run_dir, "history.csv"))
-
-
-def fit_two_phase_from_flags(model, backbone, train_data, validation_data, compile_fn, args,
-                             monitor, frozen_epochs, finetune_epochs, pretrained, verbose):
-    """`fit_two_phase` with a recipe's flags: the task flows' one call of it.
-
-    Reads `--output-dir`, `--learning-rate`, `--finetune-learning-rate`,
-    `--finetune-blocks`, `--max-train-minutes` and `--smoke` (two steps per
-    epoch) from `args`; the other arguments are `fit_two_phase`'s, with the
-    best checkpoint chosen by the highest `monitor`.
-    """
-    return fit_two_phase(
-        model,
-        backbone,
-        train_data,
-        validation_data,
-        compile_fn,
-        args.output_dir,
-        monitor=monitor,
-        mode="max",
-        frozen_epochs=frozen_epochs,
-        finetune_epochs=finetune_epochs,
-        frozen_learning_rate=args.learning_rate,
-        finetune_learning_rate=args.finetune_learning_rate,
-        finetune_blocks=args.finetune_blocks,
-        pretrained=pretrained,
-        steps_per_epoch=2 if args.smoke else None,
-        max_minutes=args.max_train_minutes,
-        schedule=getattr(args, "lr_schedule", "constant"),
-        decay_fraction=getattr(args, "decay_fraction", 1.0),
-        verbose=verbose,
-    )
-
-
-def _build_optimizer(model):
-    """Builds optimizer variables now, so `BackupAndRestore` can restore them."""
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-
-
-def _save_atomically(model, path):
-    """Writes weights to a temporary file, then renames it: a kill never leaves half a file."""
-    temporary = _split_extension(path)[0] + ".tmp.weights.h5"
-    save_model_weights(model, temporary)
-    os.replace(temporary, path)
-
-
 def read_history(csv_path):
     """Reads a `CSVLogger` file into {metric: [values]}, keeping the last row of each epoch.
 
@@ -642,36 +399,3 @@ def read_history(csv_path):
             if key != "epoch" and value not in (None, "", "NA"):  # CSVLogger writes NA for gaps
                 history.setdefault(key, []).append(float(value))
     return history
-
-
-def segmentation_confusion_matrix(model, dataset, num_classes, ignore_label=IGNORE_LABEL):
-    """Confusion matrix of a segmentation model over a dataset.
-
-    Args:
-        model: maps images `[batch, H, W, 3]` to logits `[batch, H, W, C]`.
-        dataset: `tf.data.Dataset` of batched `(images, masks [batch, H, W])`.
-        num_classes: int.
-        ignore_label: label skipped in the count.
-
-    Returns:
-        numpy int64 `[num_classes, num_classes]`, rows true class, columns predicted.
-    """
-    from kerasvision.metrics import ConfusionMatrixMetric
-
-    metric = ConfusionMatrixMetric(num_classes, ignore_label=ignore_label)
-    predict = tf.function(lambda images: model(images, training=False))
-    for images, masks in dataset:
-        metric.update_state(masks, predict(images))
-    return np.rint(metric.confusion_matrix()).astype("int64")
-
-
-def write_json(path, payload):
-    """Writes `payload` as indented JSON (for run summaries)."""
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2, default=float)
-    return path
-
-
-def default_verbose():
-    """`fit` verbosity: the progress bar on a terminal, one line per epoch in logs (CI)."""
-    return 1 if sys.stdout.isatty() else 2

@@ -2,7 +2,7 @@
 
 A recipe adds its own flags to `recipe_parser(...)`, calls `setup_run`,
 builds (and compiles) its model inside `args.distribute_strategy.scope()`
-(`--strategy`, see `kerasvision.distribute`) and ends with
+(`--strategy`, see `kerasvision.training.distribute`) and ends with
 `if __name__ == "__main__": run(main)`.
 """
 
@@ -14,8 +14,9 @@ import warnings
 import keras
 import tensorflow as tf
 
-from kerasvision.distribute import STRATEGIES, get_strategy, is_chief, worker_directory
-from kerasvision.training import PRECISIONS, default_verbose, select_precision
+from kerasvision.training.distribute import STRATEGIES, get_strategy, is_chief, worker_directory
+from kerasvision.tasks.runs import default_verbose
+from kerasvision.training import PRECISIONS, select_precision
 
 
 def recipe_parser(description, **defaults):
@@ -62,6 +63,11 @@ def recipe_parser(description, **defaults):
         "--export-dir), tpu (TPU_NAME or the local TPU VM); --batch-size is the global batch",
     )
     common.add_argument(
+        "--max-train-minutes", type=float, default=None,
+        help="wall-clock budget for training, in minutes; training stops after the step "
+        "that exceeds it, and the cut epoch still validates (0 or unset: no limit)",
+    )
+    common.add_argument(
         "--output-dir", help="checkpoints, logs and plots (default: runs/<run name>)"
     )
     common.add_argument(
@@ -91,6 +97,9 @@ def check_common_args(args):
     # numpy rejects negative seeds deep inside `set_random_seed`, naming no flag.
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0; received {args.seed}.")
+    minutes = args.max_train_minutes
+    if minutes is not None and not minutes >= 0:  # also rejects nan
+        raise ValueError(f"--max-train-minutes must be >= 0 (0: no limit); received {minutes}.")
 
 
 def setup_run(args, run_name):
@@ -100,7 +109,7 @@ def setup_run(args, run_name):
     `--strategy`): recipes build and compile their models inside
     `args.distribute_strategy.scope()`. Under `--strategy multi_worker` a
     worker other than the chief writes its checkpoints, plots and export to
-    its own directory (`kerasvision.distribute.worker_directory`), never to
+    its own directory (`kerasvision.training.distribute.worker_directory`), never to
     `--output-dir`/`--export-dir`. `--deterministic` enables TensorFlow op
     determinism and sets `--jit-compile false`.
 

@@ -1,15 +1,34 @@
-"""MatmulConv2D, FusedBatchNormalization and FusedAdam: the same numbers as the Keras layers they speed up."""
+"""kerasvision.kernels: the fused classes compute what Keras's classes compute, the Keras
+internals they rely on still exist, and `use_fused(False)` gives the plain Keras classes."""
 
+import inspect
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
+from kerasvision import kernels
 from kerasvision.backbones import build_backbone
-from kerasvision.layers import FusedBatchNormalization, MatmulConv2D
+from kerasvision.kernels import FusedAdam, FusedBatchNormalization, MatmulConv2D
+from kerasvision.models.classifier import build_cnn_classifier
 from kerasvision.models.fcn import build_fcn
-from kerasvision.optimizers import FusedAdam
-from tests.helpers import assert_config_round_trip, assert_keras_file_round_trip, run_in_fresh_process
+from kerasvision.models.gan import GAN, build_dcgan_discriminator, build_dcgan_generator
+from kerasvision.models.unet import build_unet
+from kerasvision.tasks.classification import compile_classifier
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_keras_file_round_trip,
+    run_in_fresh_process,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fused_kernels_back_on():
+    """Every test starts, and leaves, with the fused kernels on (the default)."""
+    kernels.use_fused(True)
+    yield
+    kernels.use_fused(True)
 
 
 def _values_and_gradients(layer, x, training=None):
@@ -195,8 +214,7 @@ FUSED_MIRRORED_CODE = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from kerasvision.layers import FusedBatchNormalization
-    from kerasvision.optimizers import FusedAdam
+    from kerasvision.kernels import FusedAdam, FusedBatchNormalization
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 6, 6, 2)).astype("float32")
@@ -227,3 +245,220 @@ def test_fused_adam_and_batch_norm_under_mirrored_strategy_equal_keras():
     _, worst, _, moved = line.split()
     assert float(worst) <= 1.0, line
     assert float(moved) > 0.0, line  # the step did update the BatchNorm statistics
+
+
+# ---------------------------------------------------------------------------
+# The Keras internals the fused classes rely on
+# ---------------------------------------------------------------------------
+
+
+def _parameters(function):
+    return list(inspect.signature(function).parameters)
+
+
+def test_keras_members_the_fused_classes_rely_on_still_exist():
+    # Beyond Keras's documented API, the fused classes override hooks and read
+    # private state. A Keras release that renames one fails here, by name,
+    # rather than deep inside a training step (setup.cfg pins the tested minor).
+    # FusedAdam: the update hook TensorFlow's optimizer calls per variable,
+    # the variable -> slot index and the slot lists Adam.build fills.
+    assert _parameters(keras.optimizers.Adam.update_step) == [
+        "self", "gradient", "variable", "learning_rate"]
+    variables = [keras.Variable(np.ones((2, 3), "float32")), keras.Variable(np.ones(4, "float32"))]
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(variables)
+    for index, variable in enumerate(variables):
+        assert optimizer._get_variable_index(variable.value) == index
+        for slots in (optimizer._momentums, optimizer._velocities):
+            assert slots[index].shape == variable.shape
+            assert slots[index].value.handle.dtype == tf.resource
+        assert variable.value.handle.dtype == tf.resource
+    for name in ("amsgrad", "beta_1", "beta_2", "epsilon", "iterations"):
+        assert hasattr(optimizer, name), name
+    # MatmulConv2D: the hook Conv2D.call computes the convolution with.
+    assert _parameters(keras.layers.Conv2D.convolution_op) == ["self", "inputs", "kernel"]
+    conv = keras.layers.Conv2D(2, 3, strides=1)
+    conv.build((1, 5, 5, 3))
+    assert conv.data_format == "channels_last" and conv.groups == 1 and conv.padding == "valid"
+    assert conv.strides == (1, 1) and conv.dilation_rate == (1, 1)  # tuples, compared as such
+    # FusedBatchNormalization: call's signature and the attributes it reads.
+    assert _parameters(keras.layers.BatchNormalization.call) == ["self", "inputs", "training", "mask"]
+    norm = keras.layers.BatchNormalization()
+    norm.build((1, 4, 4, 2))
+    assert norm.renorm is False and norm.synchronized is False and norm.axis == -1
+    for name in ("center", "scale", "momentum", "epsilon", "gamma", "beta", "moving_mean",
+                 "moving_variance"):
+        assert hasattr(norm, name), name
+    # The TensorFlow kernels themselves.
+    for name in ("ResourceApplyAdam", "FusedBatchNormV3"):
+        assert hasattr(tf.raw_ops, name), name
+
+
+def _op_types(function, *specs):
+    graph = tf.function(function).get_concrete_function(*specs).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_the_fused_paths_are_taken():
+    # Were a hook no longer called, outputs would still equal Keras's (the
+    # base class computes them) and only the speed would go: check the ops.
+    conv = MatmulConv2D(4, 3, padding="same")
+    conv.build((None, 5, 5, 2))
+    conv_ops = _op_types(conv, tf.TensorSpec((None, 5, 5, 2)))
+    assert "MatMul" in conv_ops and "Conv2D" not in conv_ops
+    norm = FusedBatchNormalization()
+    norm.build((None, 5, 5, 2))
+    assert "FusedBatchNormV3" in _op_types(lambda x: norm(x, training=True),
+                                           tf.TensorSpec((None, 5, 5, 2)))
+    variable = keras.Variable(np.ones((2, 3), "float32"))
+    optimizer = FusedAdam(1e-2)
+    optimizer.build([variable])
+    assert "ResourceApplyAdam" in _op_types(
+        lambda gradient: optimizer.apply_gradients([(gradient, variable)]), tf.TensorSpec((2, 3)))
+
+
+def test_matmul_conv_is_a_plain_conv2d_off_the_cpu(monkeypatch):
+    conv = MatmulConv2D(4, 3, padding="same")
+    conv.build((None, 5, 5, 2))
+
+    def on_gpu(x):
+        with tf.device("/GPU:0"):  # only traced here, never run
+            return conv(tf.identity(x))
+
+    gpu_ops = _op_types(on_gpu, tf.TensorSpec((None, 5, 5, 2)))
+    assert "Conv2D" in gpu_ops and "MatMul" not in gpu_ops
+
+    def on_cpu(x):
+        with tf.device("/CPU:0"):
+            return conv(tf.identity(x))
+
+    assert "MatMul" in _op_types(on_cpu, tf.TensorSpec((None, 5, 5, 2)))
+    # No device asked for: the matrix product only when TensorFlow sees no accelerator.
+    visible = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["/GPU:0"] if kind == "GPU" else visible(kind))
+    default_ops = _op_types(conv, tf.TensorSpec((None, 5, 5, 2)))
+    assert "Conv2D" in default_ops and "MatMul" not in default_ops
+
+
+# ---------------------------------------------------------------------------
+# The switch
+# ---------------------------------------------------------------------------
+
+
+def test_use_fused_switch_and_its_argument_check():
+    assert kernels.fused_enabled() is True
+    kernels.use_fused(False)
+    assert kernels.fused_enabled() is False
+    assert type(kernels.adam(1e-3, beta_1=0.5)) is keras.optimizers.Adam
+    assert type(kernels.batch_normalization(momentum=0.9)) is keras.layers.BatchNormalization
+    assert type(kernels.conv2d(4, 3, padding="same")) is keras.layers.Conv2D
+    kernels.use_fused(True)
+    optimizer = kernels.adam(1e-3, beta_1=0.5)
+    assert type(optimizer) is FusedAdam and optimizer.beta_1 == 0.5
+    assert type(kernels.batch_normalization(momentum=0.9)) is FusedBatchNormalization
+    assert type(kernels.conv2d(4, 3, padding="same")) is MatmulConv2D
+    with pytest.raises(ValueError, match="enabled"):
+        kernels.use_fused("false")
+    assert kernels.fused_enabled() is True
+
+
+def _layer_types(model):
+    """Types of every layer, nested models included."""
+    types = []
+    for layer in model.layers:
+        types.append(type(layer))
+        if isinstance(layer, keras.Model):
+            types.extend(_layer_types(layer))
+    return types
+
+
+_FUSED_CLASSES = {FusedBatchNormalization, MatmulConv2D}
+
+
+def _tiny_cnn_classifier():
+    return build_cnn_classifier(3, (16, 16, 3), filters=(4, 8), batch_norm=True,
+                                dense_units=(8,), dropout=0.0)
+
+
+def _tiny_unet():
+    return build_unet(3, (16, 16, 3), depth=2, filters=4)
+
+
+def _tiny_fcn():
+    return build_fcn(3, (64, 64, 3), weights=None, fc_units=8, dropout=0.0)
+
+
+@pytest.mark.parametrize("build, fused_class", [
+    (_tiny_cnn_classifier, FusedBatchNormalization),
+    (_tiny_unet, FusedBatchNormalization),
+    (_tiny_fcn, MatmulConv2D),
+], ids=["cnn_classifier", "unet", "fcn"])
+def test_use_fused_false_builds_plain_keras_classes_with_the_same_outputs(build, fused_class):
+    keras.utils.set_random_seed(0)
+    fused = build()
+    assert fused_class in _layer_types(fused)
+    kernels.use_fused(False)
+    plain = build()
+    kernels.use_fused(True)
+    assert not _FUSED_CLASSES & set(_layer_types(plain))
+    # Same layers by name, each fused one replaced by the Keras class it derives from.
+    plain_types = {layer.name: type(layer) for layer in plain.layers}
+    for layer in fused.layers:
+        if type(layer) in _FUSED_CLASSES:
+            assert plain_types[layer.name] is type(layer).__bases__[0], layer.name
+    plain.set_weights(fused.get_weights())
+    images = np.random.default_rng(5).uniform(0, 255, (2, *fused.input_shape[1:]))
+    images = images.astype("float32")
+    for training in (False, True):  # moving statistics, then the batch's own
+        _assert_close([plain(images, training=training)], [fused(images, training=training)])
+
+
+def test_use_fused_false_compiles_with_keras_adam_and_trains_alike():
+    def train(fused):
+        kernels.use_fused(fused)
+        keras.utils.set_random_seed(0)
+        model = build_cnn_classifier(3, (16, 16, 3), filters=(4, 8), batch_norm=True,
+                                     dense_units=(8,), dropout=0.0)
+        compile_classifier(model, 1e-2, jit_compile=False)
+        rng = np.random.default_rng(6)
+        images = rng.uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+        model.fit(images, rng.integers(0, 3, 8), batch_size=4, epochs=2, shuffle=False, verbose=0)
+        return model
+
+    fused, plain = train(True), train(False)
+    assert type(fused.optimizer) is FusedAdam and type(plain.optimizer) is keras.optimizers.Adam
+    _assert_close(plain.get_weights(), fused.get_weights(), rtol=1e-3)
+
+
+def test_use_fused_false_reaches_backbones_and_trainer_default_optimizers():
+    kernels.use_fused(False)
+    backbone = build_backbone("resnet50", (32, 32, 3), weights=None)
+    types = _layer_types(backbone)
+    assert keras.layers.BatchNormalization in types and FusedBatchNormalization not in types
+    gan = GAN(build_dcgan_generator(8, (16, 16, 3), filters=(8, 4)),
+                build_dcgan_discriminator((16, 16, 3), filters=(4, 8)))
+    gan.compile()
+    assert {type(gan.d_optimizer), type(gan.g_optimizer)} == {keras.optimizers.Adam}
+    assert FusedBatchNormalization not in _layer_types(gan.generator)
+
+
+def test_saved_fused_models_load_under_either_setting(tmp_path):
+    # Loading goes by the registered names, whatever the switch says.
+    for cls in (FusedAdam, FusedBatchNormalization, MatmulConv2D):
+        assert keras.saving.get_registered_name(cls) == f"kerasvision>{cls.__name__}"
+    # Configs written when the classes lived in kerasvision.layers / kerasvision.optimizers.
+    config = keras.saving.serialize_keras_object(FusedAdam(3e-4))
+    config["module"] = "kerasvision.optimizers"
+    assert type(keras.saving.deserialize_keras_object(config)) is FusedAdam
+    inputs = keras.Input((8, 8, 3))
+    x = kernels.conv2d(4, 3, name="conv")(inputs)
+    outputs = kernels.batch_normalization(name="bn")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(kernels.adam(1e-3), loss="mse")
+    kernels.use_fused(False)
+    images = np.random.default_rng(7).normal(size=(2, 8, 8, 3)).astype("float32")
+    restored = assert_keras_file_round_trip(model, images, tmp_path / "fused.keras")
+    assert type(restored.get_layer("conv")) is MatmulConv2D
+    assert type(restored.get_layer("bn")) is FusedBatchNormalization
+    assert type(restored.optimizer) is FusedAdam

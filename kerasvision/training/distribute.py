@@ -1,7 +1,7 @@
 """Distribution strategies for recipes: `--strategy`, chief-only outputs, the multi-worker loop.
 
 Every recipe takes `--strategy {default,mirrored,multi_worker,tpu}`;
-`kerasvision.cli.setup_run` resolves it once with `get_strategy` and stores
+`kerasvision.tasks.cli.setup_run` resolves it once with `get_strategy` and stores
 the strategy as `args.distribute_strategy`; recipes build (and compile)
 their models inside `args.distribute_strategy.scope()`. `--batch-size` is
 always the global batch: a strategy splits each batch over its replicas.

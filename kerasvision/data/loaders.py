@@ -1,0 +1,488 @@
+"""Loaders of image data on disk: TensorFlow Datasets and folders of files.
+
+- `load_tfds_segmentation`, `load_oxford_pets`: `(image, mask)` pairs.
+- `load_tfds_classification`, `tfds_class_names`: `(image, label)` pairs and
+  the label names.
+- `load_tfds_images`: images alone, for generative models.
+- `load_segmentation_folder`: image and mask files paired by file stem.
+- `load_image_folder`: one sub-directory of images per class.
+
+Every loader returns an unbatched `tf.data.Dataset` following the package's
+contract (images float32 `[H, W, 3]` in [0, 255], masks int32 `[H, W]`,
+labels int32 scalars) and fails fast with a message saying what is wrong:
+TensorFlow Datasets that are not prepared raise at once (with
+`download=False`) instead of retrying downloads for minutes, and folders are
+checked file by file before `tf.data` reads them. `tensorflow_datasets` is
+imported only when a tfds loader is called.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kerasvision.data.checks import _few, open_image_file
+from kerasvision.validation import IGNORE_LABEL, check_float, check_int, check_seed
+
+PETS_CLASS_NAMES = ("background", "pet", "border")
+"""Class names of `load_oxford_pets` masks, indexed by class id."""
+
+
+def _check_image_size(image_size, allow_none=True):
+    """`image_size` as `(height, width)`, or None; an int means a square."""
+    if image_size is None and allow_none:
+        return None
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        return tuple(check_int("image_size", s, minimum=1) for s in image_size)
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise ValueError(
+            "`image_size` must be an int or a (height, width) pair"
+            f"{' or None' if allow_none else ''}; received image_size={image_size!r}."
+        )
+    # An int out of range gets check_int's own message ("must be >= 1").
+    size = check_int("image_size", image_size, minimum=1)
+    return (size, size)
+
+
+def _resize_pair(image, mask, size):
+    """Resize image bilinearly and mask `[H, W]` with nearest neighbour.
+
+    Masks are never interpolated: averaging class ids invents labels at edges.
+    """
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    mask = tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
+    return image, mask
+
+
+def _to_rgb(image):
+    """`[H, W, 1]` grayscale -> `[H, W, 3]`; RGB passes through (static channels)."""
+    if image.shape[-1] == 1:
+        return tf.image.grayscale_to_rgb(image)
+    return image
+
+
+# ----------------------------------------------------------------------------
+# TensorFlow Datasets
+# ----------------------------------------------------------------------------
+
+
+def _tfds_named_builder(name, data_dir):
+    """The tfds builder of `name` (prepared or not), or a ValueError for an unknown name."""
+    import tensorflow_datasets as tfds  # lazy: costs ~0.5 s and is optional for synthetic data
+
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        # tfds lists every registered dataset; keep only its suggestion.
+        hint = [line.strip() for line in str(error).splitlines() if "Did you mean" in line]
+        raise ValueError(
+            f"`name` is not a TensorFlow Datasets name: name={name!r}. {' '.join(hint)}"
+        ) from None
+
+
+def _tfds_builder(name, data_dir, download):
+    """A prepared tfds builder, or a fast RuntimeError saying how to get the data.
+
+    `tfds.load` offline retries downloads for minutes and, with
+    `download=False`, fails with a bare AssertionError; checking
+    `builder.is_prepared()` first answers in well under a second.
+    """
+    builder = _tfds_named_builder(name, data_dir)
+    if builder.is_prepared():
+        return builder
+    where = f"data_dir={data_dir!r}" if data_dir else "the default tfds data_dir"
+    how = (
+        f"Run once with download=True on a machine with network access, copy a prepared "
+        f"'{name}' folder to {builder.data_dir}, or pass data_dir=<folder containing {name}/>."
+    )
+    if not download:
+        raise RuntimeError(
+            f"TFDS dataset '{name}' is not prepared in {where} (looked for "
+            f"{builder.data_dir}) and download=False. {how}"
+        )
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # network, disk and checksum errors all end here
+        raise RuntimeError(
+            f"Downloading TFDS dataset '{name}' into {where} failed with "
+            f"{type(error).__name__}: {error}. {how}"
+        ) from error
+    return builder
+
+
+def _check_feature_keys(name, features, **keys):
+    """Raise unless every `keys` value (argument name -> feature name) is a feature of `name`."""
+    for arg, key in keys.items():
+        if key not in features:
+            raise ValueError(
+                f"`{arg}` must name a feature of '{name}' ({sorted(features.keys())}); "
+                f"received {arg}={key!r}."
+            )
+
+
+def load_tfds_segmentation(name, split="train", image_size=128, image_key="image",
+                           mask_key="segmentation_mask", label_map=None, data_dir=None,
+                           download=True):
+    """Load a TensorFlow Datasets segmentation set as `(image, mask)` pairs.
+
+    Args:
+        name: str, tfds name (e.g. "oxford_iiit_pet").
+        split: str, tfds split expression (e.g. "train", "test[:50%]").
+        image_size: int or `(height, width)`: images are resized bilinearly and
+            masks with nearest neighbour; None keeps native sizes (which then
+            cannot be batched unless they agree).
+        image_key, mask_key: feature names of the image and of the mask.
+        label_map: optional dict raw mask value -> class id; values not in it
+            become `IGNORE_LABEL`. None keeps the raw values.
+        data_dir: str, tfds data directory (None: tfds default).
+        download: bool, download and prepare the data if absent.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [H, W, 3] in [0, 255],
+        mask int32 [H, W])`.
+
+    Raises:
+        RuntimeError: data absent and `download=False`, or the download failed.
+    """
+    size = _check_image_size(image_size)
+    builder = _tfds_builder(name, data_dir, download)
+    _check_feature_keys(name, builder.info.features, image_key=image_key, mask_key=mask_key)
+    lookup = None
+    if label_map is not None:
+        table = np.full(256, IGNORE_LABEL, dtype=np.int32)
+        for raw, target in label_map.items():
+            table[check_int("label_map key", raw, 0, 255)] = check_int(
+                "label_map value", target, 0, IGNORE_LABEL)
+        lookup = tf.constant(table)
+
+    def prepare(example):
+        image = _to_rgb(tf.cast(example[image_key], tf.float32))
+        mask = tf.cast(example[mask_key], tf.int32)
+        if mask.shape.rank == 3:
+            mask = mask[..., 0]
+        if lookup is not None:
+            mask = tf.gather(lookup, tf.clip_by_value(mask, 0, 255))
+        if size is not None:
+            image, mask = _resize_pair(image, mask, size)
+        return image, mask
+
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_oxford_pets(split="train", image_size=128, data_dir=None, download=True):
+    """Oxford-IIIT Pet trimaps as 3-class masks (`PETS_CLASS_NAMES`).
+
+    The tfds trimap values {1: pet, 2: background, 3: border} become classes
+    {1: pet, 0: background, 2: border}; any other value becomes `IGNORE_LABEL`.
+
+    Args:
+        split: "train" or "test" (or a tfds split expression).
+        image_size: int or `(height, width)`.
+        data_dir: str, tfds data directory (None: tfds default).
+        download: bool, download (~800 MB) and prepare the data if absent. With
+            no network, tfds retries for about 3 minutes before failing; pass
+            download=False on offline machines to fail at once.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [S, S, 3] in [0, 255],
+        mask int32 [S, S])`.
+
+    Raises:
+        RuntimeError: data absent and `download=False`, or the download failed.
+
+    Example:
+        >>> ds = load_oxford_pets("test", image_size=128, download=False)
+    """
+    return load_tfds_segmentation(
+        "oxford_iiit_pet", split=split, image_size=image_size, image_key="image",
+        mask_key="segmentation_mask", label_map={1: 1, 2: 0, 3: 2}, data_dir=data_dir,
+        download=download,
+    )
+
+
+def load_tfds_classification(name, split="train", image_size=None, data_dir=None,
+                             download=True):
+    """Load a TensorFlow Datasets classification set as `(image, label)` pairs.
+
+    Works for sets with supervised keys (image, label), e.g. "mnist",
+    "fashion_mnist", "cifar10", "oxford_flowers102". Grayscale images are
+    repeated to 3 channels so every model sees RGB.
+
+    Args:
+        name: str, tfds name.
+        split: str, tfds split expression.
+        image_size: int or `(height, width)` for a bilinear resize; None keeps
+            the native size.
+        data_dir: str, tfds data directory (None: tfds default).
+        download: bool, download and prepare the data if absent.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [H, W, 3] in [0, 255],
+        label int32 [])`; `tfds_class_names(name)` gives the class names.
+
+    Raises:
+        RuntimeError: data absent and `download=False`, or the download failed.
+    """
+    size = _check_image_size(image_size)
+    builder = _tfds_builder(name, data_dir, download)
+
+    def prepare(image, label):
+        image = _to_rgb(tf.cast(image, tf.float32))
+        if size is not None:
+            image = tf.image.resize(image, size, method="bilinear", antialias=True)
+            image = tf.clip_by_value(image, 0.0, 255.0)
+        return image, tf.cast(label, tf.int32)
+
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def tfds_class_names(name, data_dir=None, label_key="label"):
+    """The label names of a TensorFlow Datasets classification set, indexed by label.
+
+    Read from the dataset's metadata, without reading or downloading data.
+    A few sets (e.g. "cifar10") learn their names while they are prepared:
+    before that, and for sets without names ("mnist"), the ids come back as
+    strings ("0", "1", ...).
+
+    Args:
+        name: str, tfds name (e.g. "fashion_mnist").
+        data_dir: str, tfds data directory (None: tfds default).
+        label_key: str, the label feature.
+
+    Returns:
+        Tuple of str.
+
+    Example:
+        >>> tfds_class_names("fashion_mnist")[:2]
+        ('T-shirt/top', 'Trouser')
+    """
+    features = _tfds_named_builder(name, data_dir).info.features
+    _check_feature_keys(name, features, label_key=label_key)
+    names = getattr(features[label_key], "names", None)
+    if names is None:
+        raise ValueError(
+            f"`label_key` must name a class-label feature of '{name}'; received "
+            f"label_key={label_key!r}, a {type(features[label_key]).__name__}."
+        )
+    return tuple(names)
+
+
+def load_tfds_images(name, split="train", image_key="image", data_dir=None, download=True):
+    """Load the images of a TensorFlow Datasets set, without labels.
+
+    For models that learn from images alone (autoencoders, GANs, diffusion),
+    and for sets without supervised keys such as "celeb_a" (attributes, no
+    label). Grayscale images are repeated to 3 channels so every model sees
+    RGB. Images keep their native size: resize (and crop) in the pipeline,
+    e.g. with `make_generative_pipeline(image_size=...)`.
+
+    Args:
+        name: str, tfds name (e.g. "mnist", "celeb_a", "oxford_flowers102").
+        split: str, tfds split expression (e.g. "train+test").
+        image_key: str, the image feature.
+        data_dir: str, tfds data directory (None: tfds default).
+        download: bool, download and prepare the data if absent.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of images float32 `[H, W, 3]` in [0, 255].
+
+    Raises:
+        RuntimeError: data absent and `download=False`, or the download failed.
+
+    Example:
+        >>> images = load_tfds_images("celeb_a", "validation", download=False)
+    """
+    builder = _tfds_builder(name, data_dir, download)
+    _check_feature_keys(name, builder.info.features, image_key=image_key)
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return ds.map(lambda example: _to_rgb(tf.cast(example[image_key], tf.float32)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------
+# Folders of image files
+# ----------------------------------------------------------------------------
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_MASK_EXTENSIONS = (".png",)
+# PIL modes that hold one integer per pixel (palette PNGs keep their indices).
+_MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+
+
+def _files_by_stem(arg, directory, extensions):
+    if not os.path.isdir(directory):
+        raise ValueError(f"`{arg}` must be an existing directory; received {arg}={directory!r}.")
+    files = {}
+    for entry in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(entry)
+        if ext.lower() not in extensions:
+            continue
+        if stem in files:
+            raise ValueError(
+                f"`{arg}` holds two files with the stem '{stem}' ({os.path.basename(files[stem])}"
+                f", {entry}); each stem must be unique to pair images with masks."
+            )
+        files[stem] = os.path.join(directory, entry)
+    if not files:
+        raise ValueError(
+            f"`{arg}` holds no {'/'.join(extensions)} files; received {arg}={directory!r}."
+        )
+    return files
+
+
+def _read_mask(path):
+    from PIL import Image
+
+    with Image.open(path.decode() if isinstance(path, bytes) else path) as mask:
+        return np.asarray(mask, dtype=np.int32)
+
+
+def load_segmentation_folder(images_dir, masks_dir, image_size=None):
+    """Pair image and mask files by file stem: `images/cat1.jpg` <-> `masks/cat1.png`.
+
+    Masks are single-channel PNGs whose pixel values are class ids (grayscale
+    or palette PNGs; palette indices are read as ids, as in PASCAL VOC).
+    Pairing and sizes are checked when the dataset is built (sizes from file
+    headers, without decoding pixels), so errors name the files at fault.
+
+    Args:
+        images_dir: str, folder of `.jpg`, `.jpeg` or `.png` images.
+        masks_dir: str, folder of `.png` masks with the same stems.
+        image_size: int or `(height, width)` to resize (image bilinear, mask
+            nearest); None keeps native sizes (then batch only equal sizes).
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [H, W, 3] in [0, 255],
+        mask int32 [H, W])`, in sorted stem order.
+
+    Raises:
+        ValueError: a missing or empty directory, images without masks or masks
+            without images, a file that is not an image or is truncated, a mask
+            that is not single-channel, or an image and mask of different sizes.
+    """
+    size = _check_image_size(image_size)
+    images = _files_by_stem("images_dir", images_dir, _IMAGE_EXTENSIONS)
+    masks = _files_by_stem("masks_dir", masks_dir, _MASK_EXTENSIONS)
+    no_mask = sorted(set(images) - set(masks))
+    if no_mask:
+        raise ValueError(
+            f"{len(no_mask)} image(s) in `images_dir` ({images_dir}) have no mask with the same "
+            f"stem in `masks_dir` ({masks_dir}): {_few(no_mask)}."
+        )
+    no_image = sorted(set(masks) - set(images))
+    if no_image:
+        raise ValueError(
+            f"{len(no_image)} mask(s) in `masks_dir` ({masks_dir}) have no image with the same "
+            f"stem in `images_dir` ({images_dir}): {_few(no_image)}."
+        )
+    stems = sorted(images)
+    mismatched, multichannel = [], []
+    for stem in stems:
+        # Only headers and file tails are read; pixels are decoded later by tf.data.
+        with open_image_file("images_dir", images[stem]) as image, \
+                open_image_file("masks_dir", masks[stem]) as mask:
+            if image.size != mask.size:
+                mismatched.append(f"{stem} (image {image.size[1]}x{image.size[0]}, "
+                                  f"mask {mask.size[1]}x{mask.size[0]})")
+            if mask.mode not in _MASK_MODES:
+                multichannel.append(f"{os.path.basename(masks[stem])} (mode {mask.mode})")
+    if mismatched:
+        raise ValueError(
+            f"Image and mask sizes (height x width) differ for {len(mismatched)} pair(s) in "
+            f"`images_dir`/`masks_dir`: {_few(mismatched, 3)}. Masks must label every pixel."
+        )
+    if multichannel:
+        raise ValueError(
+            f"Masks in `masks_dir` must be single-channel PNGs of class ids (grayscale or "
+            f"palette); received {_few(multichannel, 3)}."
+        )
+
+    def read(image_path, mask_path):
+        image = tf.io.decode_image(tf.io.read_file(image_path), channels=3,
+                                   expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        # PIL, not tf.io.decode_png: TF expands palette PNGs to RGB colours,
+        # losing the class indices.
+        mask = tf.numpy_function(_read_mask, [mask_path], tf.int32, stateful=False)
+        mask.set_shape([None, None])
+        if size is not None:
+            image, mask = _resize_pair(image, mask, size)
+        return image, mask
+
+    paths = ([images[s] for s in stems], [masks[s] for s in stems])
+    return tf.data.Dataset.from_tensor_slices(paths).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+_FOLDER_SUBSETS = ("training", "validation", None)
+
+
+def load_image_folder(directory, image_size, validation_split=None, subset=None, seed=0):
+    """Loads a folder of class sub-directories with `keras.utils.image_dataset_from_directory`.
+
+    Args:
+        directory: str, a directory holding one sub-directory per class
+            (`directory/cat/*.jpg`, `directory/dog/*.jpg`); classes are the
+            sub-directory names in alphabetical order.
+        image_size: int, side `S` images are resized to (bilinear).
+        validation_split: float in (0, 1) or None, fraction held out.
+        subset: "training", "validation" (needs `validation_split`) or None (all).
+        seed: int >= 0 (or None: a random order, without a split), shuffles
+            the file list before the split; use the same seed for both
+            subsets so that they are disjoint.
+
+    Returns:
+        `(dataset, class_names)`: an unbatched `tf.data.Dataset` of `(image
+        float32 [S, S, 3] in [0, 255], label int32 [])` and a tuple of str.
+
+    Example:
+        >>> train, class_names = load_image_folder("pets", 128, 0.2, "training")
+        >>> validation, _ = load_image_folder("pets", 128, 0.2, "validation")
+    """
+    import keras
+
+    if not isinstance(directory, (str, os.PathLike)) or not os.path.isdir(directory):
+        raise ValueError(
+            "`directory` must be an existing directory with one sub-directory of images "
+            f"per class; received directory={directory!r}."
+        )
+    image_size = check_int("image_size", image_size, minimum=1)
+    if subset not in _FOLDER_SUBSETS:
+        raise ValueError(
+            f"`subset` must be 'training', 'validation' or None; received subset={subset!r}."
+        )
+    if validation_split is not None:
+        check_float("validation_split", validation_split, minimum=0.0, maximum=0.99, strict_minimum=True)
+    if (subset is None) != (validation_split is None):
+        raise ValueError(
+            "`subset` and `validation_split` go together; received "
+            f"subset={subset!r}, validation_split={validation_split!r}."
+        )
+    seed = check_seed(seed, allow_none=True)
+    dataset = keras.utils.image_dataset_from_directory(
+        directory,
+        labels="inferred",
+        label_mode="int",
+        color_mode="rgb",
+        batch_size=None,
+        image_size=(image_size, image_size),
+        shuffle=True,
+        seed=seed,
+        validation_split=validation_split,
+        subset=subset,
+        verbose=False,
+    )
+    class_names = tuple(dataset.class_names)
+    if len(class_names) < 2:
+        raise ValueError(
+            f"`directory` {directory!r} must hold at least 2 class sub-directories; "
+            f"found {list(class_names)}."
+        )
+
+    def to_contract(image, label):
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+
+    return dataset.map(to_contract, num_parallel_calls=tf.data.AUTOTUNE), class_names

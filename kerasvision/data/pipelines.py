@@ -1,0 +1,271 @@
+"""`tf.data` pipelines that batch unbatched datasets for `model.fit`.
+
+- `make_segmentation_pipeline`, `make_classification_pipeline`: cache,
+  shuffle, batch, augment (training only) and prefetch `(image, target)` pairs.
+- `make_generative_pipeline`, `to_generative_image`: images alone,
+  centre-cropped to squares and scaled to [-1, 1] for generative models.
+- `training_epoch`, `epoch_keyed_batches`: training pipelines draw their
+  shuffle order and augmentation from `(seed, epoch)`, read from one
+  per-process epoch variable that `kerasvision.training.KeyPipelinesByEpoch`
+  sets, so a run resumed at epoch k sees the batches an uninterrupted run
+  sees there.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from kerasvision.validation import check_int, check_seed
+
+
+def _check_pipeline_args(ds, batch_size, shuffle_buffer, cache, seed):
+    if not isinstance(ds, tf.data.Dataset):
+        raise ValueError(f"`ds` must be a tf.data.Dataset; received {type(ds).__name__}.")
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(f"`ds` must yield (image, target) pairs; its element spec is {spec}.")
+    if spec[0].shape.rank is not None and spec[0].shape.rank != 3:
+        raise ValueError(
+            "`ds` must be unbatched, with images [height, width, 3]; received image "
+            f"spec {spec[0]} (call the pipeline before .batch())."
+        )
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+    if not isinstance(cache, (bool, str)):
+        raise ValueError(f"`cache` must be a bool or a cache file path; received cache={cache!r}.")
+    check_seed(seed, allow_none=True)
+
+
+# Holds the process's one epoch variable, created by `training_epoch()`. Every
+# reader and writer goes through that function (`kerasvision.data` re-exports
+# the function, not this list), so there is no second copy to fall out of step.
+_TRAINING_EPOCH = []
+
+
+def training_epoch():
+    """The variable that keys every training pipeline's randomness by epoch.
+
+    A `tf.data` shuffle with a fixed seed draws a new order each time it is
+    iterated, and Keras augmentation layers advance a random state with each
+    call; a process that restarts at epoch k (resuming after a kill) would
+    replay epoch 0's draws. Training pipelines instead read this variable when
+    an epoch's iterator starts and derive their shuffle order and augmentation
+    draws from `(seed, epoch)`, so epoch k sees the same batches whether or
+    not the process restarted. `kerasvision.training.KeyPipelinesByEpoch`
+    sets it at the start of every epoch of `fit`.
+
+    Returns:
+        A scalar int64 `tf.Variable` (one per process, created on first use
+        outside any distribution strategy's scope).
+    """
+    if not _TRAINING_EPOCH:
+        with tf.device("/CPU:0"):
+            _TRAINING_EPOCH.append(
+                tf.Variable(0, dtype=tf.int64, trainable=False, name="training_epoch"))
+    return _TRAINING_EPOCH[0]
+
+
+def _random_seed_states(augmenter):
+    """The random-state variables of an augmenter's Keras layers (none for a plain function)."""
+    return [variable for variable in getattr(augmenter, "variables", ())
+            if variable.path.endswith("seed_generator_state")]
+
+
+def epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder, augment=None,
+                        augmenter=None):
+    """Shuffled, batched and augmented training batches whose draws depend only on (seed, epoch).
+
+    Args:
+        ds: unbatched (cached) `tf.data.Dataset`.
+        batch_size: int >= 1.
+        shuffle_buffer: int >= 1.
+        seed: int or None (None: drawn from numpy's global generator, which
+            `keras.utils.set_random_seed` seeds).
+        drop_remainder: bool.
+        augment: optional callable on batches, mapped over the dataset.
+        augmenter: the Keras augmentation object `augment` calls, whose
+            random states are re-keyed before each batch by
+            `(seed, epoch, batch index)`; None leaves `augment`'s own
+            randomness (not reproducible across a restart).
+
+    Returns:
+        `tf.data.Dataset` of batches for the epoch that `training_epoch()`
+        holds when iteration starts, with the cardinality of one epoch.
+    """
+    epoch = training_epoch()
+    base_seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
+    states = _random_seed_states(augmenter)
+    num_batches = ds.batch(batch_size, drop_remainder=drop_remainder).cardinality()
+
+    def keyed_augment(key, index, batch):
+        # Sequential map (no parallel calls): each batch's states are set and
+        # consumed before the next batch's are.
+        with tf.control_dependencies([
+            state.assign(tf.stack([key, index * len(states) + offset]))
+            for offset, state in enumerate(states)
+        ]):
+            return augment(*batch)
+
+    def one_epoch(epoch_index):
+        key = tf.constant(base_seed, tf.int64) * 1_000_003 + epoch_index
+        # A tensor seed is combined with the graph-level seed by a Python
+        # comparison that fails when that seed is 0 (`set_random_seed(0)`);
+        # the key already holds the run's seed, so this function's graph needs none.
+        tf.compat.v1.get_default_graph().seed = None
+        batches = ds.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
+        batches = batches.batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda index, batch: (key, index, batch))
+
+    # Only the shuffle lives inside flat_map: its function is re-instantiated
+    # for every epoch, which costs about a second with augmentation inside.
+    keyed = tf.data.Dataset.range(1).map(lambda _: epoch.read_value()).flat_map(one_epoch)
+    if augment is None:
+        keyed = keyed.map(lambda key, index, batch: batch)
+    elif not states:
+        keyed = keyed.map(lambda key, index, batch: augment(*batch),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        keyed = keyed.map(keyed_augment)
+    if num_batches >= 0:  # keeps the progress bar's step count from the first epoch
+        keyed = keyed.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return keyed
+
+
+def _batched_pipeline(ds, batch_size, training, augment, shuffle_buffer, cache, seed,
+                      drop_remainder, augmenter=None):
+    # Cache the decoded, unaugmented examples: augmentation must stay random
+    # per epoch, so it runs after the cache.
+    if cache:
+        ds = ds.cache() if cache is True else ds.cache(cache)
+    if training:
+        ds = epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder,
+                                 augment=augment, augmenter=augmenter)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                      num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_segmentation_pipeline(ds, batch_size, training, augmenter=None, shuffle_buffer=1024,
+                               cache=True, seed=None, drop_remainder=False):
+    """Batch a segmentation dataset for `model.fit`: cache, shuffle, batch, augment, prefetch.
+
+    Args:
+        ds: unbatched `tf.data.Dataset` of `(image [H, W, 3], mask [H, W])`.
+        batch_size: int >= 1.
+        training: bool; shuffling and augmentation happen only when True.
+        augmenter: optional callable `(images, masks) -> (images, masks)` on
+            batches, e.g. from `build_segmentation_augmenter`.
+        shuffle_buffer: int >= 1.
+        cache: True (memory), False, or a file path for `Dataset.cache`.
+        seed: optional int for the shuffle order.
+        drop_remainder: bool, drop the last partial batch.
+
+    Returns:
+        `tf.data.Dataset` of `(images float32 [B, H, W, 3], masks int32 [B, H, W])`.
+    """
+    _check_pipeline_args(ds, batch_size, shuffle_buffer, cache, seed)
+    if augmenter is not None and not callable(augmenter):
+        raise ValueError(f"`augmenter` must be callable or None; received {augmenter!r}.")
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return _batched_pipeline(ds, batch_size, training, augmenter, shuffle_buffer, cache, seed,
+                             drop_remainder, augmenter=augmenter)
+
+
+def make_classification_pipeline(ds, batch_size, training, augmenter=None, shuffle_buffer=1024,
+                                 cache=True, seed=None, drop_remainder=False):
+    """Batch a classification dataset for `model.fit`: cache, shuffle, batch, augment, prefetch.
+
+    Args:
+        ds: unbatched `tf.data.Dataset` of `(image [H, W, 3], label [])`.
+        batch_size: int >= 1.
+        training: bool; shuffling and augmentation happen only when True.
+        augmenter: optional callable `images -> images` on batches, e.g. from
+            `build_classification_augmenter`.
+        shuffle_buffer, cache, seed, drop_remainder: as in
+            `make_segmentation_pipeline`.
+
+    Returns:
+        `tf.data.Dataset` of `(images float32 [B, H, W, 3], labels int32 [B])`.
+    """
+    _check_pipeline_args(ds, batch_size, shuffle_buffer, cache, seed)
+    if augmenter is not None and not callable(augmenter):
+        raise ValueError(f"`augmenter` must be callable or None; received {augmenter!r}.")
+    augment = None if augmenter is None else (
+        lambda x, y: (tf.cast(augmenter(x), tf.float32), y))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return _batched_pipeline(ds, batch_size, training, augment, shuffle_buffer, cache, seed,
+                             drop_remainder, augmenter=augmenter)
+
+
+def to_generative_image(image, image_size=None):
+    """One image `[H, W, C]` in [0, 255] -> float32 `[S, S, 3]` in [-1, 1].
+
+    A non-square image is centre-cropped to a square first: resizing it
+    directly would stretch faces and flowers.
+
+    Args:
+        image: tensor `[H, W, 1 or 3]`, any real dtype, values in [0, 255].
+        image_size: int S, or None to keep the (square) size.
+
+    Returns:
+        float32 tensor `[S, S, 3]` in [-1, 1].
+    """
+    image = tf.cast(image, tf.float32)
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    if image_size is not None:
+        shape = tf.shape(image)
+        side = tf.minimum(shape[0], shape[1])
+        image = tf.image.resize_with_crop_or_pad(image, side, side)
+        image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+        image = tf.clip_by_value(image, 0.0, 255.0)
+        image = tf.ensure_shape(image, (image_size, image_size, 3))
+    return image / 127.5 - 1.0
+
+
+def make_generative_pipeline(ds, batch_size, training, image_size=None, shuffle_buffer=1024,
+                             cache=True, seed=None, drop_remainder=True):
+    """Batch an image dataset for generative training: images only, in [-1, 1].
+
+    Args:
+        ds: unbatched `tf.data.Dataset` of images `[H, W, C]` in [0, 255], or
+            of `(image, label)` pairs (the label is dropped).
+        batch_size: int >= 1, the global batch size.
+        training: bool; shuffles when True.
+        image_size: int or None, side of the square images (centre crop, resize).
+        shuffle_buffer: int >= 1.
+        cache: bool, cache the prepared images in memory.
+        seed: optional int, the shuffle seed.
+        drop_remainder: bool; True (default) keeps every batch full, so a
+            GAN step always sees as many fakes as reals and
+            `MirroredStrategy` splits batches evenly.
+
+    Returns:
+        `tf.data.Dataset` of float32 `[batch, S, S, 3]` in [-1, 1].
+    """
+    if not isinstance(ds, tf.data.Dataset):
+        raise ValueError(f"`ds` must be a tf.data.Dataset; received {type(ds).__name__}.")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+    if image_size is not None:
+        image_size = check_int("image_size", image_size, minimum=1)
+    check_seed(seed, allow_none=True)
+    spec = ds.element_spec
+    if isinstance(spec, tuple):
+        ds = ds.map(lambda image, *rest: image, num_parallel_calls=tf.data.AUTOTUNE)
+        spec = spec[0]
+    if spec.shape.rank != 3:
+        raise ValueError(
+            f"`ds` must yield unbatched images [height, width, channels]; received spec {spec}."
+        )
+    ds = ds.map(lambda image: to_generative_image(image, image_size),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if training:  # shuffle order keyed by (seed, epoch): a resumed run sees the same batches
+        ds = epoch_keyed_batches(ds, batch_size, shuffle_buffer, seed, drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

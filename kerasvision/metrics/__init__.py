@@ -1,0 +1,86 @@
+"""Metrics by task: what `compile(metrics=...)` takes, and the reports read after evaluation.
+
+Modules:
+    segmentation: streaming metrics over a confusion matrix (`MeanIoU`,
+        `PerClassIoU`, `MeanDice`, `PixelAccuracy`, `FrequencyWeightedIoU`,
+        all subclasses of `ConfusionMatrixMetric`), their numpy twins
+        (`confusion_matrix_np`, `per_class_iou`, `mean_iou`...),
+        `segmentation_report`, and `segmentation_confusion_matrix`, a model's
+        matrix over a dataset.
+    classification: `classification_confusion_matrix` (a classifier over a
+        dataset), `per_class_accuracy` and `classification_report`.
+    sample_quality: FID and KID of generated images (`frechet_distance`,
+        `kernel_distance`, `sample_quality`) on the features of a
+        `FeatureExtractor`, such as `inception_feature_extractor()`.
+
+The shapes feature extractor, trained once on the embedded data for offline
+FID/KID, is a model: `kerasvision.models.shapes_features`.
+
+Everything public is re-exported here: `from kerasvision.metrics import
+MeanIoU` and `kerasvision.metrics.sample_quality(...)` (the function; import
+the module's other names from it, e.g. `from kerasvision.metrics.sample_quality
+import FeatureExtractor`).
+"""
+
+from kerasvision.metrics.classification import (
+    classification_confusion_matrix,
+    classification_report,
+    per_class_accuracy,
+)
+
+# `sample_quality` below is the function: its name shadows the submodule's
+# attribute on this package (import other names from the submodule itself).
+from kerasvision.metrics.sample_quality import (
+    FeatureExtractor,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    inception_feature_extractor,
+    kernel_distance,
+    sample_quality,
+    trace_sqrt_product,
+)
+from kerasvision.metrics.segmentation import (
+    ConfusionMatrixMetric,
+    FrequencyWeightedIoU,
+    MeanDice,
+    MeanIoU,
+    PerClassIoU,
+    PixelAccuracy,
+    confusion_matrix_np,
+    frequency_weighted_iou,
+    mean_dice,
+    mean_iou,
+    per_class_dice,
+    per_class_iou,
+    pixel_accuracy,
+    segmentation_confusion_matrix,
+    segmentation_report,
+)
+
+__all__ = [
+    "ConfusionMatrixMetric",
+    "FeatureExtractor",
+    "FrequencyWeightedIoU",
+    "MeanDice",
+    "MeanIoU",
+    "PerClassIoU",
+    "PixelAccuracy",
+    "classification_confusion_matrix",
+    "classification_report",
+    "confusion_matrix_np",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "frequency_weighted_iou",
+    "inception_feature_extractor",
+    "kernel_distance",
+    "mean_dice",
+    "mean_iou",
+    "per_class_accuracy",
+    "per_class_dice",
+    "per_class_iou",
+    "pixel_accuracy",
+    "sample_quality",
+    "segmentation_confusion_matrix",
+    "segmentation_report",
+    "trace_sqrt_product",
+]
