@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import profiling, reporting, timing  # noqa: E402
 
 TARGET_RATIO = 5.0
 SEGMENTATION_CLASSES = 5
@@ -215,7 +215,7 @@ def measure_recipe(name, args):
         batch = next(iter(train))
         timing = measure_training(model, batch, 1, args.warmup, args.repeats)
     except Exception as error:  # one recipe failing must not end the run
-        row["error"] = common.describe_error(error)
+        row["error"] = reporting.describe_error(error)
         print(f"  {name}: failed: {row['error']}", flush=True)
         return row
     finally:
@@ -242,8 +242,8 @@ COLUMNS = [
 
 
 def parse_args(argv):
-    parser = common.new_parser(__doc__)
-    common.add_common_flags(parser, "input_pipeline.json")
+    parser = reporting.new_parser(__doc__)
+    reporting.add_common_flags(parser, "input_pipeline.json")
     parser.add_argument("--recipes", default=None,
                         help="comma-separated subset of " + ", ".join(RECIPES)
                         + " (default: all; --smoke: " + ", ".join(SMOKE_RECIPES) + ")")
@@ -253,10 +253,10 @@ def parse_args(argv):
                         help="images iterated after the first epoch (default 4096; --smoke 16)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    common.check_counts(parser, args, warmup=0 if args.smoke else 1,
+    reporting.check_counts(parser, args, warmup=0 if args.smoke else 1,
                         repeats=1 if args.smoke else 3)
-    common.resolve_output(args, "input_pipeline.json")
-    args.recipes = (common.parse_list(parser, "--recipes", args.recipes, tuple(RECIPES))
+    reporting.resolve_output(args, "input_pipeline.json")
+    args.recipes = (reporting.parse_list(parser, "--recipes", args.recipes, tuple(RECIPES))
                     if args.recipes else list(SMOKE_RECIPES if args.smoke else RECIPES))
     args.num_train = args.num_train or (16 if args.smoke else 1024)
     args.min_images = args.min_images or (16 if args.smoke else 4096)
@@ -270,8 +270,8 @@ def parse_args(argv):
 def run_benchmark(args):
     """Runs the benchmark for parsed flags; returns the JSON payload."""
     started = time.perf_counter()
-    env = common.environment()
-    common.warn_if_busy(env)
+    env = timing.environment()
+    timing.warn_if_busy(env)
     rows = []
     for name in args.recipes:
         start = time.perf_counter()
@@ -284,7 +284,7 @@ def run_benchmark(args):
     print()
     print(f"input pipelines alone vs training steps on one in-memory batch "
           f"({args.num_train} shapes images per recipe; steady rate after the first epoch)")
-    print(common.format_table(rows, COLUMNS))
+    print(reporting.format_table(rows, COLUMNS))
     for row in rows:
         if "error" in row:
             print(f"failed: {row['recipe']}: {row['error']}")
@@ -295,19 +295,19 @@ def run_benchmark(args):
           + (" [" + ", ".join(r["recipe"] for r in measured if not r["meets_target"]) + "]"
              if met is False else ""))
     payload = {
-        "benchmark": "input_pipeline", "environment": env, "config": common.args_dict(args),
+        "benchmark": "input_pipeline", "environment": env, "config": reporting.args_dict(args),
         "rows": rows,
         "targets": [{"target": f"every recipe's input pipeline >= {TARGET_RATIO:g}x faster than "
                      "its model consumes", "threshold": TARGET_RATIO, "met": met,
                      "value": min((r["pipeline_over_model"] for r in measured), default=None)}],
     }
-    return common.finish_run(payload, args.output, started)
+    return reporting.finish_run(payload, args.output, started)
 
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the table and writes the JSON."""
     args = parse_args(argv)
-    with common.quiet_tensorflow():
+    with profiling.quiet_tensorflow():
         return run_benchmark(args)
 
 

@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import families, profiling, reporting, timing  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -49,7 +49,7 @@ def parse_args(argv):
         args.batch_size, args.repeats = 1, 1
     suffix = "_forward" if args.forward_only else ""
     args.output = args.output or os.path.join(
-        common.RESULTS_DIR, f"layer_profile_{args.family}{suffix}_b{args.batch_size}.json")
+        reporting.RESULTS_DIR, f"layer_profile_{args.family}{suffix}_b{args.batch_size}.json")
     return args
 
 
@@ -107,15 +107,15 @@ def run_benchmark(args):
     from kerasvision import flops
 
     started = time.perf_counter()
-    env = common.environment()
+    env = timing.environment()
     keras.mixed_precision.set_global_policy("float32")
-    peak = common.measure_matmul_peak("float32", 512 if args.smoke else 2048)["gflops"]
-    family = train_throughput.FAMILIES[args.family]
+    peak = timing.measure_matmul_peak("float32", 512 if args.smoke else 2048)["gflops"]
+    family = families.FAMILIES[args.family]
     size = family.smoke_image_size if args.smoke else family.image_size
     model = family.build(size, args.smoke)
     cost = flops.summary(model, (size, size, 3), print_fn=None)
     macs = {row.name.rsplit("/", 1)[-1]: row.macs for row in cost.rows if not row.is_model}
-    batch, _ = train_throughput.make_batch(family.kind, size, args.batch_size)
+    batch, _ = families.make_batch(family.kind, size, args.batch_size)
     if args.forward_only:
         import tensorflow as tf
 
@@ -152,21 +152,21 @@ def run_benchmark(args):
     print(f"{args.family} at {size}px, batch {args.batch_size}, float32, "
           f"{'forward pass' if args.forward_only else 'training step'}; "
           f"matmul peak {peak:.0f} GFLOP/s")
-    print(common.format_table(rows + totals, [
+    print(reporting.format_table(rows + totals, [
         ("layer", "layer", "s"), ("type", "type", "s"), ("input", "input", "s"),
         ("gflop", "GFLOP", ".2f"), ("ms", "ms", ".1f"), ("gflops_per_s", "GFLOP/s", ".0f"),
         ("share_of_peak", "of peak", ".0%"), ("share_of_step", "of step", ".1%"),
     ]))
     payload = {"benchmark": "layer_profile", "environment": env,
-               "config": common.args_dict(args), "matmul_peak_float32": peak,
+               "config": reporting.args_dict(args), "matmul_peak_float32": peak,
                "rows": rows, "totals": totals}
-    return common.finish_run(payload, args.output, started)
+    return reporting.finish_run(payload, args.output, started)
 
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the table and writes the JSON."""
     args = parse_args(argv)
-    with common.quiet_tensorflow():
+    with profiling.quiet_tensorflow():
         return run_benchmark(args)
 
 

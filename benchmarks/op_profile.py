@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import families, profiling, reporting, timing  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
 
 CATEGORIES = ("convolutions", "matrix products", "batch normalization", "optimizer update",
@@ -47,7 +47,7 @@ _OPTIMIZER_SCOPE = re.compile(
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default="diffusion", choices=sorted(train_throughput.FAMILIES))
+    parser.add_argument("--family", default="diffusion", choices=sorted(families.FAMILIES))
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the family's batch in train_throughput.py")
     parser.add_argument("--steps", type=int, default=3, help="traced training steps")
@@ -67,7 +67,7 @@ def parse_args(argv):
     suffix = ("_keras" if args.keras_kernels else "") + (
         "" if args.precision == "float32" else f"_{args.precision}")
     args.output = args.output or os.path.join(
-        common.RESULTS_DIR, f"op_profile_{args.family}{suffix}.json")
+        reporting.RESULTS_DIR, f"op_profile_{args.family}{suffix}.json")
     return args
 
 
@@ -150,24 +150,24 @@ def run_benchmark(args):
     import keras
 
     started = time.perf_counter()
-    env = common.environment()
-    family = train_throughput.FAMILIES[args.family]
+    env = timing.environment()
+    family = families.FAMILIES[args.family]
     size = family.smoke_image_size if args.smoke else family.image_size
     batch_size = args.batch_size or (family.smoke_batch_size if args.smoke else family.batch_size)
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
     try:
-        with common.fused_kernels(not args.keras_kernels):
+        with profiling.fused_kernels(not args.keras_kernels):
             model = family.build(size, args.smoke)
             family.compile(model, False, 1)
-            batch, _ = train_throughput.make_batch(family.kind, size, batch_size)
+            batch, _ = families.make_batch(family.kind, size, batch_size)
             step_s = train_throughput.measure_training(model, batch, repeats=args.steps)["step_s"]
             import tensorflow as tf
 
             dataset = iter(tf.data.Dataset.from_tensors(batch).repeat())
             train_function = model.make_train_function()
             with tempfile.TemporaryDirectory() as logdir:
-                ops = common.trace_op_times(lambda: train_function(dataset), args.steps, logdir)
+                ops = profiling.trace_op_times(lambda: train_function(dataset), args.steps, logdir)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     summary = summarize(ops, _layer_classes(model), args.steps)
@@ -176,22 +176,22 @@ def run_benchmark(args):
     print(f"{args.family} at {size}px, batch {batch_size}, {args.precision}, {kernels_name}: "
           f"step {1e3 * step_s:.0f} ms wall, {summary['total_op_ms']:.0f} ms of op self-time")
     share = ("share", "of op time", ".1%")
-    print(common.format_table(summary["categories"],
+    print(reporting.format_table(summary["categories"],
                               [("category", "category", "s"), ("ms", "ms/step", ".1f"), share]))
-    print(common.format_table(summary["op_types"][:args.top],
+    print(reporting.format_table(summary["op_types"][:args.top],
                               [("op_type", "op type", "s"), ("ms", "ms/step", ".1f"), share]))
-    print(common.format_table(summary["layers"][:args.top], [
+    print(reporting.format_table(summary["layers"][:args.top], [
         ("layer", "layer", "s"), ("class", "class", "s"), ("ms", "ms/step", ".1f"), share,
         ("top_ops", "its costliest ops", "s")]))
-    payload = {"benchmark": "op_profile", "environment": env, "config": common.args_dict(args),
+    payload = {"benchmark": "op_profile", "environment": env, "config": reporting.args_dict(args),
                "image_size": size, "batch_size": batch_size, "step_ms": 1e3 * step_s, **summary}
-    return common.finish_run(payload, args.output, started)
+    return reporting.finish_run(payload, args.output, started)
 
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the tables and writes the JSON."""
     args = parse_args(argv)
-    with common.quiet_tensorflow():
+    with profiling.quiet_tensorflow():
         return run_benchmark(args)
 
 

@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import profiling, reporting, timing  # noqa: E402
 
 METHODS = ("keras_call", "keras_call_tf_function", "predict", "serving_default", "serving_bytes")
 NUM_CLASSES = 5
@@ -80,9 +80,9 @@ def measure_method(call, single, batch, args):
     start = time.perf_counter()
     call(single)  # traces (signatures and tf.function were traced at export/first use)
     first_call = time.perf_counter() - start
-    latencies = common.summarize_times(common.time_calls(lambda: call(single),
+    latencies = timing.summarize_times(timing.time_calls(lambda: call(single),
                                                          args.latency_warmup, args.latency_calls))
-    batched = common.summarize_times(common.time_calls(lambda: call(batch),
+    batched = timing.summarize_times(timing.time_calls(lambda: call(batch),
                                                        args.warmup, args.repeats))
     per_image = batched["median_s"] / args.batch_size
     return {
@@ -129,8 +129,8 @@ def evaluate_targets(rows):
 
 
 def parse_args(argv):
-    parser = common.new_parser(__doc__)
-    common.add_common_flags(parser, "serving_latency.json")
+    parser = reporting.new_parser(__doc__)
+    reporting.add_common_flags(parser, "serving_latency.json")
     parser.add_argument("--image-size", type=int, default=None,
                         help="model input side, multiple of 32 (default 224; --smoke 32)")
     parser.add_argument("--batch-size", type=int, default=32, help="the throughput batch")
@@ -152,9 +152,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     # One untimed batch-N call even in --smoke: a new batch size retraces the
     # tf.function and creates new oneDNN kernels, which must not be timed.
-    common.check_counts(parser, args, warmup=1, repeats=1 if args.smoke else 2)
-    common.resolve_output(args, "serving_latency.json")
-    args.methods = common.parse_list(parser, "--methods", args.methods, METHODS)
+    reporting.check_counts(parser, args, warmup=1, repeats=1 if args.smoke else 2)
+    reporting.resolve_output(args, "serving_latency.json")
+    args.methods = reporting.parse_list(parser, "--methods", args.methods, METHODS)
     args.image_size = args.image_size or (32 if args.smoke else 224)
     args.fc_units = args.fc_units or (64 if args.smoke else 4096)
     if args.smoke and args.batch_size == 32:
@@ -207,7 +207,7 @@ def measure_exported(args, export_dir):
         try:
             row.update(measure_method(callers[method], single, inputs, args))
         except Exception as error:  # one way failing must not end the run
-            row["error"] = common.describe_error(error)
+            row["error"] = reporting.describe_error(error)
         rows.append(row)
         if "error" in row:
             print(f"  {method}: failed: {row['error']}", flush=True)
@@ -224,8 +224,8 @@ def measure_exported(args, export_dir):
 def run_benchmark(args):
     """Runs the benchmark for parsed flags; returns the JSON payload."""
     started = time.perf_counter()
-    env = common.environment()
-    common.warn_if_busy(env)
+    env = timing.environment()
+    timing.warn_if_busy(env)
     if args.export_dir:
         rows, facts = measure_exported(args, args.export_dir)
     else:
@@ -234,7 +234,7 @@ def run_benchmark(args):
     print()
     print(f"FCN-8s/VGG16 at {args.image_size}x{args.image_size}, fc {args.fc_units}: batch 1 "
           f"over {args.latency_calls} calls, batch N={args.batch_size} median of {args.repeats}")
-    print(common.format_table(rows, COLUMNS))
+    print(reporting.format_table(rows, COLUMNS))
     targets = evaluate_targets(rows)
     print("\ntargets (this run):")
     for target in targets:
@@ -242,15 +242,15 @@ def run_benchmark(args):
         value = "-" if target["value"] is None else f"{target['value']:.2f}"
         print(f"  {target['target']}: {value} (<= {target['threshold']}) {verdict}")
     payload = {"benchmark": "serving_latency", "environment": env,
-               "config": common.args_dict(args), "export": facts, "rows": rows,
+               "config": reporting.args_dict(args), "export": facts, "rows": rows,
                "targets": targets}
-    return common.finish_run(payload, args.output, started)
+    return reporting.finish_run(payload, args.output, started)
 
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the table and writes the JSON."""
     args = parse_args(argv)
-    with common.quiet_tensorflow():
+    with profiling.quiet_tensorflow():
         return run_benchmark(args)
 
 

@@ -62,170 +62,9 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import families, profiling, reporting, timing  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-SEGMENTATION_CLASSES = 5  # the embedded shapes scenes: background and 4 shapes
-CLASSIFICATION_CLASSES = 10
-LATENT_DIM = 100  # the GAN recipes' default
-
-
-# ---------------------------------------------------------------------------
-# Model families
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """One model family as the benchmark builds and feeds it.
-
-    Attributes:
-        name: the `--families` key.
-        kind: "classification", "segmentation" or "generative" (what a batch holds).
-        image_size, batch_size: the realistic configuration.
-        smoke_image_size, smoke_batch_size: `--smoke`'s.
-        short_steps: steps short enough (tens of milliseconds per batch slice)
-            for steps_per_execution, which saves per-call overhead, to matter:
-            only these get a `float32+spe4` default variant.
-        build: callable `(image_size, smoke) -> keras.Model`, uncompiled.
-        compile: callable `(model, jit_compile, steps_per_execution)`.
-        networks: callable `model -> list of single-input networks` whose
-            forward FLOPs are cross-checked against `kerasvision.flops`.
-    """
-
-    name: str
-    kind: str
-    image_size: int
-    batch_size: int
-    smoke_image_size: int
-    smoke_batch_size: int
-    short_steps: bool
-    build: object
-    compile: object
-    networks: object
-
-
-def _build_cnn_classifier(size, smoke):
-    from kerasvision.data import build_classification_augmenter
-    from kerasvision.models.classifier import build_cnn_classifier
-
-    # recipes/cnn_classifier.py's model: its augmentation runs inside the step.
-    return build_cnn_classifier(
-        CLASSIFICATION_CLASSES, (size, size, 3), filters=(8, 16) if smoke else (16, 32, 64),
-        dense_units=(128,), dropout=0.3,
-        augmentation=build_classification_augmenter(
-            flip="horizontal_and_vertical", rotation=0.05, zoom=0.1, seed=0),
-    )
-
-
-def _build_transfer_resnet50(size, smoke):
-    from kerasvision.models.classifier import build_transfer_classifier
-
-    # Random weights train everything (the offline recipe's single phase).
-    return build_transfer_classifier("resnet50", CLASSIFICATION_CLASSES, (size, size, 3),
-                                     weights=None, mode="fine_tuning")
-
-
-def _build_fcn8s_vgg16(size, smoke):
-    from kerasvision.models.fcn import build_fcn
-
-    # fc6/fc7 at the paper's 4096 units (what a pretrained export has).
-    return build_fcn(SEGMENTATION_CLASSES, (size, size, 3), backbone="vgg16", variant="8s",
-                     weights=None, fc_units=64 if smoke else 4096)
-
-
-def _build_unet_resnet50(size, smoke):
-    from kerasvision.models.unet import build_unet
-
-    return build_unet(SEGMENTATION_CLASSES, (size, size, 3), backbone="resnet50", weights=None)
-
-
-def _gan_generator(size, smoke):
-    from kerasvision.models.gan import build_dcgan_generator
-
-    filters = (32, 16) if smoke else (256, 128, 64)
-    return build_dcgan_generator(16 if smoke else LATENT_DIM, (size, size, 3), filters)
-
-
-def _build_dcgan(size, smoke):
-    from kerasvision.models.gan import GAN, build_dcgan_discriminator
-
-    discriminator = build_dcgan_discriminator(
-        (size, size, 3), (16, 32) if smoke else (64, 128, 256))
-    return GAN(_gan_generator(size, smoke), discriminator, label_smoothing=0.1, seed=0)
-
-
-def _build_wgan_gp(size, smoke):
-    from kerasvision.models.gan import WGANGP, build_dcgan_discriminator
-
-    # Layer norm: BatchNorm couples the samples the per-sample penalty treats apart.
-    critic = build_dcgan_discriminator((size, size, 3), (16, 32) if smoke else (64, 128, 256),
-                                       normalization="layer", name="critic")
-    return WGANGP(_gan_generator(size, smoke), critic, n_critic=5, seed=0)
-
-
-def _build_diffusion(size, smoke):
-    from kerasvision.models.diffusion import DiffusionModel, build_denoiser
-
-    network = build_denoiser((size, size, 3), widths=(8, 16) if smoke else (32, 64, 128),
-                             blocks_per_level=1 if smoke else 2)
-    return DiffusionModel(network, timesteps=1000, seed=0)
-
-
-def _compile_classifier(model, jit_compile, steps_per_execution):
-    from kerasvision.tasks.classification import compile_classifier
-
-    compile_classifier(model, 1e-3, jit_compile=jit_compile)
-    # The library's compile takes no steps_per_execution; the attribute is
-    # Keras' public one and is read when the train function is made.
-    model.steps_per_execution = steps_per_execution
-
-
-def _compile_segmenter(model, jit_compile, steps_per_execution):
-    from kerasvision.tasks.segmentation import compile_segmenter
-
-    compile_segmenter(model, SEGMENTATION_CLASSES, "ce+dice", 1e-4, jit_compile=jit_compile)
-    model.steps_per_execution = steps_per_execution
-
-
-def _compile_trainer(model, jit_compile, steps_per_execution):
-
-    from kerasvision import kernels
-
-    if type(model).__name__ == "DiffusionModel":
-        model.compile(kernels.adam(5e-4), jit_compile=jit_compile,
-                      steps_per_execution=steps_per_execution)
-    else:  # each GAN trainer's paper optimizers
-        model.compile(jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-
-
-FAMILIES = {
-    family.name: family
-    for family in (
-        Family("cnn_classifier", "classification", 64, 64, 32, 4, True,
-               _build_cnn_classifier, _compile_classifier, lambda m: [m]),
-        Family("transfer_resnet50", "classification", 224, 8, 32, 2, False,
-               _build_transfer_resnet50, _compile_classifier, lambda m: [m]),
-        Family("fcn8s_vgg16", "segmentation", 224, 4, 32, 2, False,
-               _build_fcn8s_vgg16, _compile_segmenter, lambda m: [m]),
-        Family("unet_resnet50", "segmentation", 256, 4, 32, 2, False,
-               _build_unet_resnet50, _compile_segmenter, lambda m: [m]),
-        Family("dcgan", "generative", 64, 64, 16, 4, True,
-               _build_dcgan, _compile_trainer, lambda m: [m.generator, m.discriminator]),
-        # Batch 32, not the recipe's 64: 5 critic updates with a gradient
-        # penalty make each step seconds long.
-        Family("wgan_gp", "generative", 64, 32, 16, 4, False,
-               _build_wgan_gp, _compile_trainer, lambda m: [m.generator, m.discriminator]),
-        # The denoiser takes [images, timesteps]: kerasvision.flops measures
-        # single-input models only, so it has no cross-check.
-        # Batch 16 at 64x64: the pixels of the recipe's 64 images of 32x32.
-        Family("diffusion", "generative", 64, 16, 16, 4, False,
-               _build_diffusion, _compile_trainer, lambda m: []),
-    )
-}
-SCALING_FAMILIES = ("fcn8s_vgg16", "unet_resnet50")
-
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -295,28 +134,6 @@ def default_variants(family, smoke):
 # ---------------------------------------------------------------------------
 
 
-def make_batch(kind, image_size, batch_size, seed=0):
-    """One synthetic batch as `fit` receives it, and the matching static `TensorSpec`s.
-
-    Pixel values follow each model's input contract: [0, 255] for classifiers
-    and segmenters, [-1, 1] for generative trainers.
-    """
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    shape = (batch_size, image_size, image_size, 3)
-    if kind == "generative":
-        images = rng.uniform(-1.0, 1.0, shape).astype("float32")
-        return images, (tf.TensorSpec(shape, tf.float32),)
-    images = rng.uniform(0.0, 255.0, shape).astype("float32")
-    if kind == "classification":
-        labels = rng.integers(0, CLASSIFICATION_CLASSES, (batch_size,)).astype("int32")
-    else:
-        labels = rng.integers(0, SEGMENTATION_CLASSES, shape[:3]).astype("int32")
-    specs = ((tf.TensorSpec(shape, tf.float32), tf.TensorSpec(labels.shape, tf.int32)),)
-    return (images, labels), specs
-
-
 def _call_timer():
     import keras
 
@@ -366,7 +183,7 @@ def measure_training(model, data, steps_per_execution=1, warmup=1, repeats=3):
               shuffle=False, callbacks=[timer])
     first_call = timer.times[0]
     timer.times.clear()
-    meter = common.PeakMemory().start()
+    meter = timing.PeakMemory().start()
     model.fit(dataset, epochs=1, steps_per_epoch=steps_per_execution * (warmup + repeats),
               verbose=0, shuffle=False, callbacks=[timer])
     peak_mb = meter.stop()
@@ -382,7 +199,7 @@ def measure_training(model, data, steps_per_execution=1, warmup=1, repeats=3):
 
 def train_step_flops(model, specs):
     """Profiler FLOPs of one training step: `model.train_step` traced on static shapes."""
-    return common.trace_flops(model.train_step, *specs)
+    return profiling.trace_flops(model.train_step, *specs)
 
 
 def forward_flops_check(networks):
@@ -402,10 +219,10 @@ def forward_flops_check(networks):
     for network in networks:
         shape = tuple(network.inputs[0].shape[1:])
         spec = tf.TensorSpec((1, *shape), network.inputs[0].dtype)
-        profiler += common.trace_flops(lambda x, n=network: n(x, training=False), spec)["total"]
+        profiler += profiling.trace_flops(lambda x, n=network: n(x, training=False), spec)["total"]
         ours += summary(network, print_fn=None).total_flops
     return {"profiler_gflop": profiler / 1e9, "kerasvision_gflop": ours / 1e9,
-            "ratio": common.ratio(profiler, ours)}
+            "ratio": reporting.ratio(profiler, ours)}
 
 
 def estimated_flops(model, batch_size):
@@ -438,11 +255,11 @@ def run_configuration(family, variant, image_size, batch_size, args, flops_cache
            "keras_kernels": variant.keras_kernels, "image_size": image_size,
            "batch_size": batch_size}
     keras.backend.clear_session()
-    common.release_free_memory()
+    timing.release_free_memory()
     keras.mixed_precision.set_global_policy(variant.precision)
     keras.utils.set_random_seed(args.seed)
     try:
-        with common.fused_kernels(not variant.keras_kernels):
+        with profiling.fused_kernels(not variant.keras_kernels):
             return _time_configuration(family, variant, image_size, batch_size, args,
                                        flops_cache, flops_source, row)
     finally:
@@ -461,7 +278,7 @@ def _time_configuration(family, variant, image_size, batch_size, args, flops_cac
         row["xla_effective"] = bool(model.jit_compile)
         if variant.xla and not row["xla_effective"]:
             row["note"] = "Keras ran it without XLA: a layer of the model does not support it"
-        data, specs = make_batch(family.kind, image_size, batch_size, args.seed)
+        data, specs = families.make_batch(family.kind, image_size, batch_size, args.seed)
         timing = measure_training(model, data, variant.steps_per_execution,
                                   args.warmup, args.repeats)
         key = (family.name, image_size, batch_size)
@@ -477,7 +294,7 @@ def _time_configuration(family, variant, image_size, batch_size, args, flops_cac
                     family.networks(model))
         flops = flops_cache[key]
     except Exception as error:  # one failing variant (say, XLA) must not end the run
-        row["error"] = common.describe_error(error)
+        row["error"] = reporting.describe_error(error)
         print(f"  {family.name} {variant.name}: failed: {row['error']}", flush=True)
         return row
     step_s = timing["step_s"]
@@ -527,10 +344,10 @@ def add_peak_shares(rows, peaks):
         if "images_per_second" not in row:
             continue
         speed = row["images_per_second"]
-        row["vs_float32"] = common.ratio(speed, speed_of(
+        row["vs_float32"] = reporting.ratio(speed, speed_of(
             row, precision="float32", xla=False, steps_per_execution=1, keras_kernels=False))
         if row["xla"]:
-            row["vs_xla_off"] = common.ratio(speed, speed_of(row, xla=False))
+            row["vs_xla_off"] = reporting.ratio(speed, speed_of(row, xla=False))
 
 
 # ---------------------------------------------------------------------------
@@ -688,11 +505,11 @@ SCALING_COLUMNS = [
 
 
 def parse_args(argv):
-    parser = common.new_parser(__doc__)
-    common.add_common_flags(parser, "train_throughput.json")
+    parser = reporting.new_parser(__doc__)
+    reporting.add_common_flags(parser, "train_throughput.json")
     parser.add_argument("--families", default=None,
-                        help="comma-separated subset of " + ", ".join(FAMILIES)
-                        + " (default: all; with --scaling: " + ", ".join(SCALING_FAMILIES)
+                        help="comma-separated subset of " + ", ".join(families.FAMILIES)
+                        + " (default: all; with --scaling: " + ", ".join(families.SCALING_FAMILIES)
                         + "; with --smoke: cnn_classifier)")
     parser.add_argument("--variants", default=None,
                         help="comma-separated precision[+xla][+spe<N>] (default: float32, "
@@ -727,22 +544,22 @@ def parse_args(argv):
     args = parser.parse_args(argv)
 
     if args.scaling:
-        common.check_counts(parser, args, warmup=0, repeats=2)
+        reporting.check_counts(parser, args, warmup=0, repeats=2)
     else:
-        common.check_counts(parser, args, warmup=0 if args.smoke else 1,
+        reporting.check_counts(parser, args, warmup=0 if args.smoke else 1,
                             repeats=1 if args.smoke else 3)
-    common.resolve_output(args, "train_scaling.json" if args.scaling else "train_throughput.json")
+    reporting.resolve_output(args, "train_scaling.json" if args.scaling else "train_throughput.json")
     # --smoke measures the cheapest family by default (both tables run the
     # same code for every family); the others by --families.
     if args.smoke:
         default_families = ["cnn_classifier"]
     else:
-        default_families = list(SCALING_FAMILIES if args.scaling else FAMILIES)
-    args.families = (common.parse_list(parser, "--families", args.families, tuple(FAMILIES))
+        default_families = list(families.SCALING_FAMILIES if args.scaling else families.FAMILIES)
+    args.families = (reporting.parse_list(parser, "--families", args.families, tuple(families.FAMILIES))
                      if args.families else default_families)
     if args.variants:
         try:
-            args.variants = [Variant.parse(v) for v in common.parse_list(
+            args.variants = [Variant.parse(v) for v in reporting.parse_list(
                 parser, "--variants", args.variants)]
         except ValueError as error:
             parser.error(f"--variants: {error}")
@@ -756,10 +573,10 @@ def parse_args(argv):
             parser.error(f"--{flag.replace('_', '-')} must be >= 1; received {value}")
     args.matmul_size = args.matmul_size or (256 if args.smoke else 2048)
     smoke = args.smoke
-    args.scaling_sizes = common.parse_list(
+    args.scaling_sizes = reporting.parse_list(
         parser, "--scaling-sizes", args.scaling_sizes or ("32" if smoke else "128,256,512"),
         cast=int)
-    args.scaling_batches = common.parse_list(
+    args.scaling_batches = reporting.parse_list(
         parser, "--scaling-batches", args.scaling_batches or ("1,2" if smoke else "1,2,8,32"),
         cast=int)
     args.scaling_batch = args.scaling_batch or (1 if smoke else 2)
@@ -779,7 +596,7 @@ def run_families(args):
     """The main table: every family and variant at its realistic (or --smoke) size."""
     rows, flops_cache = [], {}
     for name in args.families:
-        family = FAMILIES[name]
+        family = families.FAMILIES[name]
         size = args.image_size or (family.smoke_image_size if args.smoke else family.image_size)
         batch = args.batch_size or (family.smoke_batch_size if args.smoke else family.batch_size)
         for variant in args.variants or default_variants(family, args.smoke):
@@ -807,7 +624,7 @@ def run_scaling(args):
     for name in args.families:
         for size, batch in points:
             start = time.perf_counter()
-            row = run_configuration(FAMILIES[name], args.scaling_variant, size, batch, args,
+            row = run_configuration(families.FAMILIES[name], args.scaling_variant, size, batch, args,
                                     flops_cache, flops_source="estimate")
             if "step_ms" in row:
                 row["ms_per_image"] = row["step_ms"] / batch
@@ -824,20 +641,20 @@ def run_scaling(args):
 def run_benchmark(args):
     """Runs the benchmark for parsed flags; returns the JSON payload."""
     started = time.perf_counter()
-    env = common.environment()
-    common.warn_if_busy(env)
+    env = timing.environment()
+    timing.warn_if_busy(env)
     peak_options = dict(size=args.matmul_size, warmup=1 if args.smoke else 2,
                         repeats=3 if args.smoke else 7)
-    peaks_before = common.measure_peaks(**peak_options)
+    peaks_before = timing.measure_peaks(**peak_options)
     payload = {"benchmark": "train_scaling" if args.scaling else "train_throughput",
-               "environment": env, "config": common.args_dict(args)}
+               "environment": env, "config": reporting.args_dict(args)}
     payload["config"]["variants"] = [v.name for v in args.variants] if args.variants else "default"
     payload["config"]["scaling_variant"] = args.scaling_variant.name
 
     if args.scaling:
         args.check_flops = False
         rows = run_scaling(args)
-        peaks = common.higher_peaks(peaks_before, common.measure_peaks(**peak_options, verbose=False))
+        peaks = timing.higher_peaks(peaks_before, timing.measure_peaks(**peak_options, verbose=False))
         payload["peaks"] = peaks
         add_peak_shares(rows, peaks)
         print()
@@ -845,23 +662,23 @@ def run_benchmark(args):
               f"batch sizes at {args.scaling_size}px; GFLOP/step = 3 x forward "
               "(kerasvision.flops) x batch; peak MB is resident memory above the model's "
               "before the timed steps")
-        print(common.format_table(rows, SCALING_COLUMNS))
+        print(reporting.format_table(rows, SCALING_COLUMNS))
         payload["rows"] = rows
     else:
         rows, checks = run_families(args)
         if args.peer == "torch":
-            unet = FAMILIES["unet_resnet50"]
+            unet = families.FAMILIES["unet_resnet50"]
             size = args.image_size or (unet.smoke_image_size if args.smoke else unet.image_size)
             batch = args.batch_size or (unet.smoke_batch_size if args.smoke else unet.batch_size)
             rows += run_torch_peer(args, size, batch)
-        peaks = common.higher_peaks(peaks_before, common.measure_peaks(**peak_options, verbose=False))
+        peaks = timing.higher_peaks(peaks_before, timing.measure_peaks(**peak_options, verbose=False))
         payload["peaks"] = peaks
         add_peak_shares(rows, peaks)
         print()
         print(f"training throughput: median of {args.repeats} timed calls after {args.warmup} "
               f"warm-up; matmul peaks float32 {peaks['float32']['gflops']:.1f}, bfloat16 "
               f"{peaks['bfloat16']['gflops']:.1f} GFLOP/s")
-        print(common.format_table(rows, TABLE_COLUMNS))
+        print(reporting.format_table(rows, TABLE_COLUMNS))
         for row in rows:
             if "error" in row:
                 print(f"failed: {row['family']} {row['variant']}: {row['error']}")
@@ -877,13 +694,13 @@ def run_benchmark(args):
         payload["rows"], payload["flops_checks"] = rows, checks
         payload["targets"] = evaluate_targets(rows)
         print_targets(payload["targets"])
-    return common.finish_run(payload, args.output, started)
+    return reporting.finish_run(payload, args.output, started)
 
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the table and writes the JSON."""
     args = parse_args(argv)
-    with common.quiet_tensorflow():
+    with profiling.quiet_tensorflow():
         return run_benchmark(args)
 
 

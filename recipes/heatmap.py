@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasvision import data, visualize
+from kerasvision.metrics import window_centre_accuracy
 from kerasvision.models.classifier import build_cnn_classifier
 from kerasvision.models.convolutionalize import convolutionalize
 from kerasvision.tasks.classification import compile_classifier, fit_classifier
@@ -47,13 +48,7 @@ SMOKE_IMAGES = 16
 
 
 def parse_args(argv):
-    parser = recipe_parser(
-        __doc__,
-        image_size=WINDOW,
-        batch_size=64,
-        epochs=6,
-        learning_rate=2e-3,
-    )
+    parser = recipe_parser(__doc__, image_size=WINDOW, batch_size=64, epochs=6, learning_rate=2e-3)
     parser.add_argument("--num-train", type=int, default=4096, help="training images of shapes")
     parser.add_argument("--scene-size", type=int, default=128, help="side of the scene, pixels (>= 32)")
     parser.add_argument("--num-objects", type=int, default=5, help="shapes in the scene")
@@ -69,51 +64,19 @@ def parse_args(argv):
     return args
 
 
-def background_patches(num_patches, seed, split):
-    """32x32 patches of scene backgrounds that contain no shape (label 0).
-
-    Cut from 3x3 tiles of 96x96 scenes holding one small shape each, keeping
-    the tiles the shape does not touch.
-    """
-    patches = []
-    scene_seed = seed
-    while sum(len(batch) for batch in patches) < num_patches:
-        count = max(8, num_patches // 6)
-        scenes, masks = data.make_shapes_scenes(
-            count, image_size=3 * WINDOW, seed=scene_seed, split=split,
-            min_objects=1, max_objects=1, min_scale=0.13, max_scale=0.27,
-        )
-        tiles = scenes.reshape(count, 3, WINDOW, 3, WINDOW, 3).transpose(0, 1, 3, 2, 4, 5)
-        tile_masks = masks.reshape(count, 3, WINDOW, 3, WINDOW).transpose(0, 1, 3, 2, 4)
-        empty = ~np.any(tile_masks.reshape(count, 9, -1) > 0, axis=-1)
-        patches.append(tiles.reshape(count, 9, WINDOW, WINDOW, 3)[empty])
-        scene_seed += 1
-    return np.concatenate(patches)[:num_patches]
-
-
 def load_data(args):
-    """Shapes labelled 1..4 and background patches labelled 0, shuffled, as batched pipelines."""
+    """Windows of one shape (labels 1..4) and of background (label 0) as batched pipelines."""
     num_train = SMOKE_IMAGES if args.smoke else args.num_train
     num_val = SMOKE_IMAGES if args.smoke else max(256, num_train // 8)
-    datasets = []
+    batch_size = min(args.batch_size, 8) if args.smoke else args.batch_size
+    pipelines = []
     for split, count in (("train", num_train), ("validation", num_val)):
-        shapes, labels = data.make_shapes_classification(
-            count, WINDOW, seed=args.seed, split=split,
-            min_scale=SHAPE_SCALE[0], max_scale=SHAPE_SCALE[1],
-        )
-        # One background patch for every four shapes: the classes stay balanced.
-        backgrounds = background_patches(max(1, count // 4), args.seed, split)
-        images = np.concatenate([shapes, backgrounds]).astype("float32")
-        targets = np.concatenate([labels + 1, np.zeros(len(backgrounds), np.int32)])
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        dataset = tf.data.Dataset.from_tensor_slices((images[order], targets[order]))
-        datasets.append(
-            data.make_classification_pipeline(
-                dataset, min(args.batch_size, 8) if args.smoke else args.batch_size,
-                training=split == "train", seed=args.seed,
-            )
-        )
-    return datasets
+        images, labels = data.make_shapes_windows(count, WINDOW, seed=args.seed, split=split,
+                                                  shape_scale=SHAPE_SCALE)
+        dataset = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels))
+        pipelines.append(data.make_classification_pipeline(
+            dataset, batch_size, training=split == "train", seed=args.seed))
+    return pipelines
 
 
 def make_scene(args):
@@ -125,30 +88,6 @@ def make_scene(args):
         min_scale=scale[0], max_scale=scale[1],
     )
     return scenes[0], masks[0]
-
-
-def window_centre_accuracy(probabilities, mask, stride):
-    """How often a window centred on a shape is classified as that shape.
-
-    Args:
-        probabilities: `[h, w, C]` map; cell `(i, j)` classifies the window
-            starting at pixel `(i * stride, j * stride)`.
-        mask: int `[H, W]` true class ids of the scene.
-        stride: int, pixels between cells.
-
-    Returns:
-        dict with `windows` (cells whose window centre lies on a shape) and
-        `accuracy` (fraction of them whose most probable class is that shape;
-        NaN when there are none).
-    """
-    rows, cols = probabilities.shape[:2]
-    centre_y = WINDOW // 2 + stride * np.arange(rows)
-    centre_x = WINDOW // 2 + stride * np.arange(cols)
-    truth = mask[np.ix_(centre_y, centre_x)]
-    on_shape = truth > 0
-    correct = np.argmax(probabilities, axis=-1) == truth
-    count = int(on_shape.sum())
-    return {"windows": count, "accuracy": float(correct[on_shape].mean()) if count else float("nan")}
 
 
 def main(argv=None):
@@ -176,16 +115,13 @@ def main(argv=None):
           f"{probabilities.shape[1]} cells, one per {WINDOW}x{WINDOW} window at stride {stride}")
 
     present = set(np.unique(mask).tolist())
-    peaks = {}
-    for index, name in enumerate(CLASS_NAMES):
-        peaks[name] = {
-            "max_probability": float(probabilities[..., index].max()),
-            "in_scene": index in present,
-        }
-        print(f"{name:<10} in scene: {'yes' if index in present else 'no ':<3}  "
-              f"highest probability {peaks[name]['max_probability']:.3f}")
+    peaks = {name: {"max_probability": float(probabilities[..., index].max()),
+                    "in_scene": index in present} for index, name in enumerate(CLASS_NAMES)}
+    for name, peak in peaks.items():
+        print(f"{name:<10} in scene: {'yes' if peak['in_scene'] else 'no ':<3}  "
+              f"highest probability {peak['max_probability']:.3f}")
 
-    centred = window_centre_accuracy(probabilities, mask, stride)
+    centred = window_centre_accuracy(probabilities, mask, stride, WINDOW)
     print(f"windows centred on a shape: {centred['windows']}, classified as that shape: "
           f"{centred['accuracy']:.1%}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import common, input_pipeline, serving_latency, train_throughput
+from benchmarks import families, profiling, reporting, timing, input_pipeline, serving_latency, train_throughput
 
 
 def load_json(path):
@@ -36,7 +36,7 @@ def test_profile_flops_counts_a_matrix_product_by_hand():
     # [4, 8] @ [8, 16]: 4 * 16 outputs of 8 multiply-adds = 2 * 4 * 8 * 16 FLOPs; the
     # bias adds one FLOP per output.
     kernel, bias = tf.ones((8, 16)), tf.ones((16,))
-    flops = common.trace_flops(lambda x: tf.nn.bias_add(tf.matmul(x, kernel), bias),
+    flops = profiling.trace_flops(lambda x: tf.nn.bias_add(tf.matmul(x, kernel), bias),
                                tf.TensorSpec((4, 8), tf.float32))
     assert flops["by_op"]["MatMul"] == 2 * 4 * 8 * 16
     assert flops["total"] == 2 * 4 * 8 * 16 + 4 * 16
@@ -45,22 +45,22 @@ def test_profile_flops_counts_a_matrix_product_by_hand():
 
 
 def test_summaries_tables_and_strict_json(tmp_path):
-    stats = common.summarize_times([0.3, 0.1, 0.2])
+    stats = timing.summarize_times([0.3, 0.1, 0.2])
     assert stats["median_s"] == pytest.approx(0.2) and stats["count"] == 3
     assert stats["min_s"] <= stats["p50_s"] <= stats["p99_s"] <= 0.3
 
-    table = common.format_table([{"name": "a", "x": 1.234}, {"name": "bb", "x": None}],
+    table = reporting.format_table([{"name": "a", "x": 1.234}, {"name": "bb", "x": None}],
                                 [("name", "name", "s"), ("x", "x", ".1f")])
     lines = table.splitlines()
     assert lines[0].startswith("| name") and "1.2" in lines[2] and lines[3].endswith("- |")
 
-    path = common.write_json(str(tmp_path / "out" / "a.json"),
+    path = reporting.write_json(str(tmp_path / "out" / "a.json"),
                              {"nan": float("nan"), "n": np.float32(2.5), "t": (1, np.int64(2))})
     assert load_json(path) == {"nan": None, "n": 2.5, "t": [1, 2]}
 
 
 def test_peak_memory_sees_an_allocation():
-    meter = common.PeakMemory().start()
+    meter = timing.PeakMemory().start()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     block += 1
     extra = meter.stop()
@@ -157,10 +157,10 @@ def test_torch_peer_is_skipped_with_a_hint_when_torch_is_missing(capsys):
 @pytest.mark.slow
 def test_train_throughput_smoke_every_family(tmp_path):
     output = tmp_path / "train.json"
-    train_throughput.main(["--smoke", "--families", ",".join(train_throughput.FAMILIES),
+    train_throughput.main(["--smoke", "--families", ",".join(families.FAMILIES),
                            "--variants", "float32", "--output", str(output)])
     rows = load_json(output)["rows"]
-    assert [r["family"] for r in rows] == list(train_throughput.FAMILIES)
+    assert [r["family"] for r in rows] == list(families.FAMILIES)
     for row in rows:
         assert "error" not in row, row.get("error")
         assert_positive_finite(row, THROUGHPUT_KEYS)
@@ -227,7 +227,7 @@ def test_fused_kernels_switch_is_restored_after_a_failing_benchmark():
 
     assert kernels.fused_enabled()
     with pytest.raises(RuntimeError):
-        with common.fused_kernels(False):
+        with profiling.fused_kernels(False):
             assert not kernels.fused_enabled()
             raise RuntimeError("a failing benchmark")
     assert kernels.fused_enabled()

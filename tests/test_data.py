@@ -564,3 +564,17 @@ def test_tfds_class_names_from_metadata_without_data(tmp_path):
         data.tfds_class_names("not_a_dataset")
     with pytest.raises(ValueError, match="`label_key` must name a class-label feature"):
         data.tfds_class_names("mnist", data_dir=str(tmp_path), label_key="image")
+
+
+def test_shapes_windows_are_the_shapes_relabelled_plus_background_windows():
+    images, labels = data.make_shapes_windows(40, 32, seed=3, split="validation")
+    assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.dtype == np.int32 and np.bincount(labels, minlength=5)[0] == 10
+    # The shape windows are the classification images at that scale, labels shifted by one.
+    shapes, shape_labels = data.make_shapes_classification(40, 32, seed=3, split="validation",
+                                                           min_scale=0.4, max_scale=0.8)
+    unshuffled = np.argsort(np.random.default_rng(3).permutation(50))
+    np.testing.assert_array_equal(images[unshuffled][:40], shapes)
+    np.testing.assert_array_equal(labels[unshuffled][:40], shape_labels + 1)
+    again, _ = data.make_shapes_windows(40, 32, seed=3, split="validation")
+    np.testing.assert_array_equal(images, again)

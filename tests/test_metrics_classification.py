@@ -9,6 +9,7 @@ from kerasvision.metrics import (
     classification_confusion_matrix,
     classification_report,
     per_class_accuracy,
+    window_centre_accuracy,
 )
 
 
@@ -30,3 +31,18 @@ def test_bad_arguments_raise():
         classification_confusion_matrix(None, None, 1)
     with pytest.raises(ValueError, match="one class name per row"):
         classification_report(np.eye(3, dtype=int), ("a", "b"))
+
+
+def test_window_centre_accuracy_by_hand():
+    # Cells at stride 4 classify 4x4 windows: their centres are pixels 2, 6 and 10.
+    mask = np.zeros((12, 12), np.int32)
+    mask[2:6, 2:6] = 1  # under the centre of cell (0, 0)
+    mask[6:10, 6:10] = 2  # under the centre of cell (1, 1)
+    probabilities = np.zeros((3, 3, 3), np.float32)
+    probabilities[..., 0] = 1.0  # background everywhere...
+    probabilities[0, 0] = [0.1, 0.8, 0.1]  # ...but shape 1, right
+    probabilities[1, 1] = [0.1, 0.8, 0.1]  # ...and shape 1 where shape 2 is: wrong
+    result = window_centre_accuracy(probabilities, mask, stride=4, window=4)
+    assert result == {"windows": 2, "accuracy": 0.5}
+    empty = window_centre_accuracy(probabilities, np.zeros_like(mask), stride=4, window=4)
+    assert empty["windows"] == 0 and np.isnan(empty["accuracy"])

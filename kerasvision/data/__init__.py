@@ -72,6 +72,7 @@ from kerasvision.data.shapes import (
     load_shapes_classification,
     make_shapes_classification,
     make_shapes_scenes,
+    make_shapes_windows,
 )
 
 __all__ = [
@@ -98,6 +99,7 @@ __all__ = [
     "make_segmentation_pipeline",
     "make_shapes_classification",
     "make_shapes_scenes",
+    "make_shapes_windows",
     "open_image_file",
     "tfds_class_names",
     "to_generative_image",

@@ -422,6 +422,57 @@ def make_shapes_classification(num_images, image_size=32, seed=0, split="train",
     return images, (classes[:, 0] - 1).astype(np.int32)
 
 
+def make_shapes_windows(num_images, window=32, seed=0, split="train", shape_scale=(0.4, 0.8),
+                        background_share=0.25):
+    """Windows of the embedded scenes for a classifier that slides over a scene.
+
+    One shape per window (labels 1..4, the classes of `SHAPES_CLASS_NAMES`)
+    and windows of scene background with no shape at all (label 0), so a
+    classifier trained on them, once convolutionalised, tells background from
+    shapes at every position (the class heatmaps of Long et al. 2015, Fig. 2).
+    Background windows are cut from 3x3 tiles of scenes holding one small
+    shape each, keeping the tiles the shape does not touch.
+
+    Args:
+        num_images: int >= 1, windows holding a shape; `background_share` of
+            that many background windows are added (at least one).
+        window: int >= 16, side of the square windows.
+        seed: int >= 0.
+        split: "train", "validation" or "test" (disjoint random streams).
+        shape_scale: `(min, max)` shape size as a fraction of `window`.
+        background_share: float > 0, background windows per shape window
+            (0.25: five classes of about equal size).
+
+    Returns:
+        images: uint8 `[N, window, window, 3]`, shuffled.
+        labels: int32 `[N]`, 0 (background) to 4.
+    """
+    num_images = check_int("num_images", num_images, minimum=1)
+    background_share = check_float("background_share", background_share, minimum=0.0,
+                                   strict_minimum=True)
+    shapes, labels = make_shapes_classification(num_images, window, seed=seed, split=split,
+                                                min_scale=shape_scale[0],
+                                                max_scale=shape_scale[1])
+    count = max(1, int(round(num_images * background_share)))
+    tiles, scene_seed = [], seed
+    while sum(len(batch) for batch in tiles) < count:
+        scenes_count = max(8, count // 6)
+        scenes, masks = make_shapes_scenes(
+            scenes_count, image_size=3 * window, seed=scene_seed, split=split,
+            min_objects=1, max_objects=1, min_scale=0.13, max_scale=0.27,
+        )
+        grid = scenes.reshape(scenes_count, 3, window, 3, window, 3).transpose(0, 1, 3, 2, 4, 5)
+        grid_masks = masks.reshape(scenes_count, 3, window, 3, window).transpose(0, 1, 3, 2, 4)
+        empty = ~np.any(grid_masks.reshape(scenes_count, 9, -1) > 0, axis=-1)
+        tiles.append(grid.reshape(scenes_count, 9, window, window, 3)[empty])
+        scene_seed += 1
+    backgrounds = np.concatenate(tiles)[:count]
+    images = np.concatenate([shapes, backgrounds])
+    targets = np.concatenate([labels + 1, np.zeros(count, np.int32)]).astype(np.int32)
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[order], targets[order]
+
+
 def _default_count(num_images, split, defaults):
     if num_images is None:
         return defaults[split]

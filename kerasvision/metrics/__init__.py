@@ -26,6 +26,7 @@ from kerasvision.metrics.classification import (
     classification_confusion_matrix,
     classification_report,
     per_class_accuracy,
+    window_centre_accuracy,
 )
 
 # `sample_quality` below is the function: its name shadows the submodule's
@@ -67,6 +68,7 @@ __all__ = [
     "PixelAccuracy",
     "classification_confusion_matrix",
     "classification_report",
+    "window_centre_accuracy",
     "confusion_matrix_np",
     "frechet_distance",
     "frechet_distance_from_statistics",

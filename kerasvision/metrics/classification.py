@@ -82,3 +82,33 @@ def classification_report(confusion, class_names):
     overall = np.trace(confusion) / max(confusion.sum(), 1)
     lines.append(f"{'overall':<{width}}  {int(confusion.sum()):>6}  {overall:>8.4f}")
     return "\n".join(lines)
+
+
+def window_centre_accuracy(probabilities, mask, stride, window):
+    """How often a sliding classifier's window centred on a shape names that shape.
+
+    Reads the class-score map of a convolutionalised classifier (cell
+    `(i, j)` classifies the `window` x `window` patch starting at pixel
+    `(i * stride, j * stride)`) against the scene's true class mask.
+
+    Args:
+        probabilities: float `[h, w, C]` class scores per cell.
+        mask: int `[H, W]` true class ids of the scene, 0 = background.
+        stride: int, pixels between cells.
+        window: int, side of the window each cell classifies.
+
+    Returns:
+        dict: `windows`, the cells whose window centre lies on a shape, and
+        `accuracy`, the share of them whose most probable class is that
+        shape (NaN when there are none).
+    """
+    probabilities = np.asarray(probabilities)
+    mask = np.asarray(mask)
+    rows, cols = probabilities.shape[:2]
+    centre_y = window // 2 + stride * np.arange(rows)
+    centre_x = window // 2 + stride * np.arange(cols)
+    truth = mask[np.ix_(centre_y, centre_x)]
+    on_shape = truth > 0
+    correct = np.argmax(probabilities, axis=-1) == truth
+    count = int(on_shape.sum())
+    return {"windows": count, "accuracy": float(correct[on_shape].mean()) if count else float("nan")}

@@ -92,8 +92,6 @@ def load_classification_data(args, augmenter=None):
         [B, S, S, 3] in [0, 255], labels int32 [B])`; `class_names`: tuple of str.
     """
     size = args.image_size
-    if args.smoke:
-        args.batch_size = min(args.batch_size, SMOKE_IMAGES // 2)
     if args.dataset == "shapes":
         num_train = SMOKE_IMAGES if args.smoke else args.num_train
         num_val = SMOKE_IMAGES if args.smoke else args.num_val

@@ -18,6 +18,9 @@ from kerasvision.training.distribute import STRATEGIES, get_strategy, is_chief, 
 from kerasvision.tasks.runs import default_verbose
 from kerasvision.training import PRECISIONS, select_precision
 
+SMOKE_BATCH_SIZE = 4
+
+
 
 def recipe_parser(description, **defaults):
     """An `ArgumentParser` with the common recipe flags.
@@ -111,7 +114,8 @@ def setup_run(args, run_name):
     worker other than the chief writes its checkpoints, plots and export to
     its own directory (`kerasvision.training.distribute.worker_directory`), never to
     `--output-dir`/`--export-dir`. `--deterministic` enables TensorFlow op
-    determinism and sets `--jit-compile false`.
+    determinism and sets `--jit-compile false`. `--smoke` caps `--batch-size`
+    at `SMOKE_BATCH_SIZE`.
 
     Args:
         args: parsed flags of a `recipe_parser`.
@@ -128,6 +132,8 @@ def setup_run(args, run_name):
     # anything runs a TensorFlow op (seeding included).
     strategy = get_strategy(args.strategy)
     args.distribute_strategy = strategy
+    if args.smoke:  # tiny batches: the smoke datasets hold 8 to 16 images
+        args.batch_size = min(args.batch_size, SMOKE_BATCH_SIZE)
     replicas = strategy.num_replicas_in_sync
     if args.batch_size % replicas:
         # Unequal per-replica batches would weight their examples unequally.

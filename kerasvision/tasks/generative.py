@@ -98,8 +98,6 @@ def load_generative_data(args):
                         ("--num-samples", getattr(args, "num_samples", 1))):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be >= 1; received {value}.")
-    if args.smoke:
-        args.batch_size = min(args.batch_size, SMOKE_IMAGES // 2)
     for flag, value in (("--num-train", num_train), ("--num-val", num_val)):
         # Batches are kept full (drop_remainder), so fewer images than one batch is no data.
         if value is not None and value < args.batch_size:

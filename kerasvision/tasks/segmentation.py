@@ -73,8 +73,6 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
 def load_segmentation_data(args):
     """Returns `(train, validation, class_names)`: batched pipelines for the recipe's flags."""
     size = args.image_size
-    if args.smoke:
-        args.batch_size = min(args.batch_size, SMOKE_IMAGES // 2)
     if args.dataset == "shapes":
         num_train = SMOKE_IMAGES if args.smoke else args.num_train
         num_val = SMOKE_IMAGES if args.smoke else args.num_val
