@@ -113,7 +113,8 @@ def keras_home():
     """The Keras home directory: `$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` when
     the home directory is not writable), as Keras itself decides it.
 
-    Read at each call, so a `KERAS_HOME` set after Keras was imported counts too.
+    Read at each call (Keras reads it once, when imported): set `KERAS_HOME`
+    before importing Keras for both to agree.
     """
     if "KERAS_HOME" in os.environ:
         return os.environ["KERAS_HOME"]

@@ -85,6 +85,21 @@ def test_inception_extractor_fails_fast_without_weights():
         assert extractor.image_size == 299
 
 
+def test_shapes_extractor_computes_in_float32_under_a_mixed_policy(tmp_path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # conftest resets it
+    extractor = shapes_feature_extractor(cache_dir=tmp_path, image_size=16, num_images=64,
+                                         epochs=1, width=4)
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    for model in (extractor.model, extractor.classifier):
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3))
+    assert extractor(images).dtype == np.float64
+    # Unrounded features: the RMS-1 scale holds on the images it was computed on.
+    assert np.unique(extractor(images)).size > 64
+
+
 def test_shapes_extractor_trains_once_then_loads_from_cache(tmp_path):
     settings = dict(cache_dir=tmp_path, image_size=16, num_images=128, epochs=1, width=4)
     first = shapes_feature_extractor(**settings)

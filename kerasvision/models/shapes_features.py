@@ -116,34 +116,15 @@ def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epo
         features = keras.saving.load_model(path, safe_mode=True)
         classifier = keras.saving.load_model(classifier_path, safe_mode=True)
     else:
-        keras.utils.set_random_seed(seed)
-        classifier = build_shapes_feature_classifier(image_size, width=width)
-        # Scale to [0, 1] outside the model: the extractor applies the same
-        # "unit" preprocessing at feature time.
-        train = load_shapes_classification("train", num_images, image_size, seed)
-        train = train.map(lambda x, y: (x / 255.0, y)).shuffle(4096, seed=seed).batch(batch_size)
-        classifier.compile(
-            keras.optimizers.Adam(1e-3),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        classifier.fit(train, epochs=epochs, shuffle=False, verbose=verbose)  # the dataset shuffles
-        validation = load_shapes_classification(
-            "validation", min(1024, num_images), image_size, seed
-        ).map(lambda x, y: (x / 255.0, y)).batch(256)
-        accuracy = float(classifier.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
-        # ReLU features have an arbitrary scale, which the cubic KID kernel
-        # raises to the third power: rescale so real images' features have
-        # root-mean-square 1, about the scale of InceptionV3's pool features.
-        pooled = classifier.get_layer("features").output
-        raw = keras.Model(classifier.inputs, pooled)
-        values = np.concatenate([np.asarray(raw(x, training=False)) for x, _ in validation])
-        scale = float(np.sqrt(np.mean(values**2))) or 1.0
-        features = keras.Model(
-            classifier.inputs,
-            keras.layers.Rescaling(1.0 / scale, name="features_rms1")(pooled),
-            name="shapes_features",
-        )
+        # float32 whatever the run's policy: features rounded to bfloat16 would
+        # make FID/KID depend on the machine the extractor was trained on.
+        policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            classifier, features, accuracy = _train_extractor(
+                image_size, num_images, epochs, batch_size, width, seed, verbose)
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
         if verbose:
             print(f"shapes feature classifier: held-out accuracy {accuracy:.3f}, saved to {path}")
         os.makedirs(cache_dir, exist_ok=True)
@@ -157,3 +138,36 @@ def shapes_feature_extractor(cache_dir=None, image_size=32, num_images=8192, epo
     extractor.trained, extractor.accuracy, extractor.path = trained, accuracy, path
     extractor.classifier = classifier
     return extractor
+
+
+def _train_extractor(image_size, num_images, epochs, batch_size, width, seed, verbose):
+    """Trains the shapes classifier; returns it, its RMS-1 feature model and held-out accuracy."""
+    keras.utils.set_random_seed(seed)
+    classifier = build_shapes_feature_classifier(image_size, width=width)
+    # Scale to [0, 1] outside the model: the extractor applies the same
+    # "unit" preprocessing at feature time.
+    train = load_shapes_classification("train", num_images, image_size, seed)
+    train = train.map(lambda x, y: (x / 255.0, y)).shuffle(4096, seed=seed).batch(batch_size)
+    classifier.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    classifier.fit(train, epochs=epochs, shuffle=False, verbose=verbose)  # the dataset shuffles
+    validation = load_shapes_classification(
+        "validation", min(1024, num_images), image_size, seed
+    ).map(lambda x, y: (x / 255.0, y)).batch(256)
+    accuracy = float(classifier.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+    # ReLU features have an arbitrary scale, which the cubic KID kernel
+    # raises to the third power: rescale so real images' features have
+    # root-mean-square 1, about the scale of InceptionV3's pool features.
+    pooled = classifier.get_layer("features").output
+    raw = keras.Model(classifier.inputs, pooled)
+    values = np.concatenate([np.asarray(raw(x, training=False)) for x, _ in validation])
+    scale = float(np.sqrt(np.mean(values**2))) or 1.0
+    features = keras.Model(
+        classifier.inputs,
+        keras.layers.Rescaling(1.0 / scale, name="features_rms1")(pooled),
+        name="shapes_features",
+    )
+    return classifier, features, accuracy

@@ -31,6 +31,7 @@ from kerasvision.metrics import (
     classification_report,
     per_class_accuracy,
 )
+from kerasvision.tasks.runs import image_counts
 from kerasvision.training import (
     distribute,
     load_model_weights,
@@ -93,8 +94,7 @@ def load_classification_data(args, augmenter=None):
     """
     size = args.image_size
     if args.dataset == "shapes":
-        num_train = SMOKE_IMAGES if args.smoke else args.num_train
-        num_val = SMOKE_IMAGES if args.smoke else args.num_val
+        num_train, num_val = image_counts(args, SMOKE_IMAGES)
         train = load_shapes_classification("train", num_train, size, seed=args.seed)
         validation = load_shapes_classification("validation", num_val, size, seed=args.seed)
         class_names = tuple(SHAPES_CLASSIFICATION_NAMES)

@@ -27,6 +27,7 @@ from kerasvision import visualize
 from kerasvision.data.loaders import load_tfds_images
 from kerasvision.data.pipelines import make_generative_pipeline
 from kerasvision.data.shapes import load_shapes_classification
+from kerasvision.tasks.runs import image_counts
 from kerasvision.training import (
     KeyPipelinesByEpoch,
     ResumableBackup,
@@ -88,12 +89,11 @@ def load_generative_data(args):
     """Returns `(train, validation)`: batched images in [-1, 1] for the recipe's flags.
 
     Reads `--dataset --image-size --batch-size --num-train --num-val --seed
-    --data-dir --download --smoke`. With `--smoke`: 16 images per split and
-    a batch size of at most 8.
+    --data-dir --download --smoke`. With `--smoke`: 16 images per split (and
+    `setup_run` caps the batch size).
     """
     size = args.image_size
-    num_train = SMOKE_IMAGES if args.smoke else args.num_train
-    num_val = SMOKE_IMAGES if args.smoke else args.num_val
+    num_train, num_val = image_counts(args, SMOKE_IMAGES)
     for flag, value in (("--num-train", num_train), ("--num-val", num_val),
                         ("--num-samples", getattr(args, "num_samples", 1))):
         if value is not None and value < 1:

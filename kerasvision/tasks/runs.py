@@ -41,6 +41,12 @@ def two_phase_settings(args, pretrained, scratch_epochs, smoke_epochs=(1, 0)):
     }
 
 
+def image_counts(args, smoke_images):
+    """`(training, validation)` image counts of the embedded data: `--num-train`,
+    `--num-val` (None: the loader's default), or `smoke_images` each under `--smoke`."""
+    return (smoke_images, smoke_images) if args.smoke else (args.num_train, args.num_val)
+
+
 def write_json(path, payload):
     """Writes `payload` as indented JSON (for run summaries)."""
     with open(path, "w") as handle:

@@ -25,6 +25,7 @@ from kerasvision.metrics import (
     segmentation_confusion_matrix,
     segmentation_report,
 )
+from kerasvision.tasks.runs import image_counts
 from kerasvision.training import resolve_jit_compile
 
 DATASETS = ("shapes", "oxford_iiit_pet", "folder")
@@ -74,8 +75,7 @@ def load_segmentation_data(args):
     """Returns `(train, validation, class_names)`: batched pipelines for the recipe's flags."""
     size = args.image_size
     if args.dataset == "shapes":
-        num_train = SMOKE_IMAGES if args.smoke else args.num_train
-        num_val = SMOKE_IMAGES if args.smoke else args.num_val
+        num_train, num_val = image_counts(args, SMOKE_IMAGES)
         train = load_shapes("train", num_train, size, seed=args.seed)
         validation = load_shapes("validation", num_val, size, seed=args.seed)
         class_names = SHAPES_CLASS_NAMES
