@@ -11,9 +11,10 @@ everything else they share lives here:
   `kerasvision.data.make_generative_pipeline`.
 - `SampleGridCallback`: saves a grid PNG of `sample_fn()` after each epoch.
 - `reconstruction_grid`, `latent_walk`: what autoencoders and VAEs show.
-- `train_generative`: fit with resumable backups and a non-finite-loss
-  guard, training curves, the final grid, the `.keras` trainer, the export,
-  and `summary.json`.
+- `fit_generative`: fit with resumable backups, a time budget and a
+  non-finite-loss guard; `save_generative_run`: training curves, the final
+  grid and the `.keras` trainer; `report_sample_quality`: FID/KID of the
+  samples against held-out shapes, beside the real-image floor.
 """
 
 import os
