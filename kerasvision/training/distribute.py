@@ -1,10 +1,10 @@
 """Distribution strategies for recipes: `--strategy`, chief-only outputs, the multi-worker loop.
 
 Every recipe takes `--strategy {default,mirrored,multi_worker,tpu}`;
-`kerasvision.tasks.cli.setup_run` resolves it once with `get_strategy` and stores
-the strategy as `args.distribute_strategy`; recipes build (and compile)
-their models inside `args.distribute_strategy.scope()`. `--batch-size` is
-always the global batch: a strategy splits each batch over its replicas.
+`kerasvision.tasks.cli.setup_run` resolves it once with `get_strategy`, and
+recipes build (and compile) their models inside that strategy's `scope()`.
+`--batch-size` is always the global batch: a strategy splits each batch over
+its replicas.
 
 - default: `tf.distribute.get_strategy()`, one device (a GPU if there is one).
 - mirrored: `tf.distribute.MirroredStrategy()`, synchronous data parallelism
