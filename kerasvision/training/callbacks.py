@@ -289,12 +289,12 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if not self._should_save_model(epoch, batch, logs or {}, filepath):
             return
         os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
+        if self.save_weights_only:
+            save_model_weights(self.model, filepath)
+            return
         stem, extension = _split_extension(filepath)
         temporary = f"{stem}.tmp{extension}"
-        if self.save_weights_only:
-            save_model_weights(self.model, temporary)
-        else:
-            self.model.save(temporary, overwrite=True)
+        self.model.save(temporary, overwrite=True)
         os.replace(temporary, filepath)
 
 
@@ -310,11 +310,15 @@ def save_model_weights(model, path):
     """Writes the model's weights, without optimizer state, to a `.weights.h5` file.
 
     Keras's `model.save_weights` also writes the compiled optimizer's
-    variables (Adam: two moments per weight, so three times the size).
+    variables (Adam: two moments per weight, so three times the size). The
+    file is written beside `path` and renamed into place: a kill never
+    leaves half a file.
     """
     from keras.src.saving import saving_lib
 
-    saving_lib.save_weights_only(model, path, objects_to_skip=_optimizers(model))
+    temporary = _split_extension(path)[0] + ".tmp.weights.h5"
+    saving_lib.save_weights_only(model, temporary, objects_to_skip=_optimizers(model))
+    os.replace(temporary, path)
 
 
 def load_model_weights(model, path):

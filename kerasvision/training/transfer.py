@@ -14,7 +14,6 @@ from kerasvision.backbones import get_backbone_spec, set_trainable_blocks
 from kerasvision.training import distribute
 from kerasvision.training.callbacks import (
     WarmupCosineToBudget,
-    _split_extension,
     load_model_weights,
     make_callbacks,
     read_history,
@@ -144,7 +143,7 @@ def fit_two_phase(
                                          schedule=rate_schedule),
                 verbose=verbose,
             )
-            _save_atomically(model, end_weights)
+            save_model_weights(model, end_weights)
             with open(done_marker, "w"):
                 pass
             if deadline is not None and time.time() >= deadline:
@@ -165,10 +164,3 @@ def _build_optimizer(model):
     """Builds optimizer variables now, so `BackupAndRestore` can restore them."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-
-
-def _save_atomically(model, path):
-    """Writes weights to a temporary file, then renames it: a kill never leaves half a file."""
-    temporary = _split_extension(path)[0] + ".tmp.weights.h5"
-    save_model_weights(model, temporary)
-    os.replace(temporary, path)
