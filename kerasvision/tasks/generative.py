@@ -30,6 +30,7 @@ from kerasvision.data.pipelines import make_generative_pipeline
 from kerasvision.data.shapes import load_shapes_classification
 from kerasvision.tasks.runs import image_counts
 from kerasvision.training import (
+    CommitEpoch,
     KeyPipelinesByEpoch,
     ResumableBackup,
     StopOnNonFiniteLoss,
@@ -242,21 +243,24 @@ def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
         deadline: float or None, `time.time()` at which training stops.
 
     Returns:
-        list: `BackupAndRestore` (rerunning the command after a kill resumes at
-        the last finished epoch, optimizers included), `StopOnNonFiniteLoss`
-        (every logged loss, not only `loss`), a CSV log `history.csv`, a
-        `SampleGridCallback` writing `samples_epoch<NNN>.png`, and
-        `TimeBudget` (last, so the epoch it cuts short is still logged).
+        list: `ResumableBackup` (rerunning the command after a kill resumes at
+        the last finished epoch, optimizers and noise state included),
+        `StopOnNonFiniteLoss` (every logged loss, not only `loss`), a CSV log
+        `history.csv`, a `SampleGridCallback` writing
+        `samples_epoch<NNN>.png`, `TimeBudget` (so the epoch it cuts short is
+        still logged) and `CommitEpoch`, which writes the backup last.
     """
     os.makedirs(output_dir, exist_ok=True)
+    backup = ResumableBackup(os.path.join(output_dir, "backup"), deferred=True)
     return [
-        ResumableBackup(os.path.join(output_dir, "backup")),
+        backup,
         KeyPipelinesByEpoch(),
         StopOnNonFiniteLoss(),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         SampleGridCallback(sample_fn, os.path.join(output_dir, "samples_epoch{epoch:03d}.png"),
                            nrows=nrows),
         TimeBudget(deadline),
+        CommitEpoch(backup),
     ]
 
 

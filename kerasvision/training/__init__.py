@@ -11,8 +11,11 @@ Modules:
 """
 
 from kerasvision.training.callbacks import (
+    KILL_POINTS,
     AtomicModelCheckpoint,
+    CommitEpoch,
     KeyPipelinesByEpoch,
+    KillAt,
     NonFiniteLossError,
     ResumableBackup,
     StopOnNonFiniteLoss,
@@ -32,10 +35,13 @@ from kerasvision.training.precision import (
 from kerasvision.training.transfer import SCHEDULES, fit_two_phase
 
 __all__ = [
+    "KILL_POINTS",
     "PRECISIONS",
     "SCHEDULES",
     "AtomicModelCheckpoint",
+    "CommitEpoch",
     "KeyPipelinesByEpoch",
+    "KillAt",
     "NonFiniteLossError",
     "ResumableBackup",
     "StopOnNonFiniteLoss",

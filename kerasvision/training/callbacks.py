@@ -1,8 +1,13 @@
 """The callbacks every training run uses: resume, best checkpoint, time budget, schedule, non-finite stop.
 
-`make_callbacks` assembles them in the order that keeps a kill harmless:
-the resume backup first, the best checkpoint written atomically, the CSV log
-last.
+`make_callbacks` assembles them in the order that keeps a kill harmless. At
+the end of an epoch the best checkpoint is written first (atomically), then
+the CSV row, and the resume backup last: a kill anywhere before the backup
+makes the rerun repeat that epoch, and a kill after it finds every file of
+the epoch complete.
+
+For tests, `KERASVISION_KILL_AT=<point>:<epoch>` sends the process SIGKILL
+at one of `KILL_POINTS` in that 1-based epoch.
 """
 
 import csv
@@ -10,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
 
 import numpy as np
@@ -217,12 +223,15 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     Args:
         backup_dir: str, directory of the backups (removed when training ends
             normally; kept when it is killed or raises).
+        deferred: bool, if True the epoch's backup waits for a `CommitEpoch`
+            placed after the callbacks that write the epoch's other files.
     """
 
     _POINTER = "latest"
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, deferred=False):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+        self.deferred = deferred
         self._root = backup_dir
         self._random_states_path = None
 
@@ -267,9 +276,74 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 if os.path.isdir(path):
                     shutil.rmtree(path, ignore_errors=True)
 
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.deferred:
+            self.commit_epoch(epoch, logs)
+
+    def commit_epoch(self, epoch, logs=None):
+        """Saves the backup that marks `epoch` (0-based) finished."""
+        super().on_epoch_end(epoch, logs)
+
     def on_train_end(self, logs=None):
         if self.delete_checkpoint:
             shutil.rmtree(self._root, ignore_errors=True)
+
+
+class CommitEpoch(keras.callbacks.Callback):
+    """Writes a `ResumableBackup`'s epoch backup; placed after every callback that writes a file.
+
+    Args:
+        backup: the `ResumableBackup` of the same `fit`.
+    """
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup.commit_epoch(epoch, logs)
+
+
+KILL_POINTS = ("mid_epoch", "after_best_checkpoint", "after_history_row", "after_backup")
+
+
+def _kill_request():
+    """(point, 1-based epoch) from `KERASVISION_KILL_AT`, or None."""
+    value = os.environ.get("KERASVISION_KILL_AT")
+    if not value:
+        return None
+    point, _, epoch = value.partition(":")
+    if point not in KILL_POINTS or not epoch.isdigit():
+        raise ValueError(f"KERASVISION_KILL_AT must be '<point>:<epoch>' with point one of "
+                         f"{KILL_POINTS}; received {value!r}")
+    return point, int(epoch)
+
+
+class KillAt(keras.callbacks.Callback):
+    """Sends its own process SIGKILL at one point of one epoch: a deterministic kill for resume tests.
+
+    Args:
+        point: one of `KILL_POINTS`; this callback sits at that point of the
+            callback list (`mid_epoch` acts after the epoch's second batch).
+        epoch: int, 1-based epoch in which to end.
+    """
+
+    def __init__(self, point, epoch):
+        super().__init__()
+        self.point = point
+        self.epoch = epoch
+        self._current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.point == "mid_epoch" and self._current == self.epoch and batch >= 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.point != "mid_epoch" and epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -353,9 +427,12 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
 
     Returns:
         list of callbacks: `ResumableBackup` (rerunning the same command
-        after a kill resumes from the last finished epoch), `KeyPipelinesByEpoch`,
-        best checkpoint `best.weights.h5` (written atomically), `StopOnNonFiniteLoss`, a CSV log `history.csv` and
-        `TimeBudget` (last, so the epoch it cuts short is still saved).
+        after a kill resumes from the last finished epoch), the schedule,
+        `KeyPipelinesByEpoch`, `StopOnNonFiniteLoss`, the best checkpoint
+        `best.weights.h5` (written atomically), a CSV log `history.csv`,
+        `TimeBudget` (so the epoch it cuts short is still saved) and
+        `CommitEpoch`, which writes the backup once the epoch's other files
+        are complete.
     """
     os.makedirs(run_dir, exist_ok=True)
     best_path = os.path.join(run_dir, "best.weights.h5")
@@ -364,11 +441,21 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
     # overwrite it with its first epoch.
     previous = read_history(history_path).get(monitor) if os.path.exists(best_path) else None
     best_so_far = (max(previous) if mode == "max" else min(previous)) if previous else None
+    kill = _kill_request()
+
+    def kill_point(point):
+        return [KillAt(*kill)] if kill and kill[0] == point else []
+
+    backup = ResumableBackup(os.path.join(run_dir, f"backup_{phase}"), deferred=True)
     return [
-        ResumableBackup(os.path.join(run_dir, f"backup_{phase}")),
+        backup,
         # After the backup, which restores the optimizer's step count it reads.
         *([schedule] if schedule is not None else []),
         KeyPipelinesByEpoch(),
+        StopOnNonFiniteLoss(),
+        *kill_point("mid_epoch"),
+        # The checkpoint before the CSV row: a rerun of an epoch whose row was
+        # logged compares with that row and would not rewrite the checkpoint.
         AtomicModelCheckpoint(
             best_path,
             monitor=monitor,
@@ -377,9 +464,12 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
             save_weights_only=True,
             initial_value_threshold=best_so_far,
         ),
-        StopOnNonFiniteLoss(),
+        *kill_point("after_best_checkpoint"),
         keras.callbacks.CSVLogger(history_path, append=True),
+        *kill_point("after_history_row"),
         TimeBudget(deadline),
+        CommitEpoch(backup),
+        *kill_point("after_backup"),
     ]
 
 
