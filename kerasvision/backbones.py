@@ -200,9 +200,18 @@ def _load_imagenet(backbone, include_top, input_shape):
     kwargs = {"include_top": include_top, "weights": "imagenet"}
     if not include_top:
         kwargs["input_shape"] = input_shape
+    cached = os.path.join(keras_cache_dir(), spec.weight_files[0 if include_top else 1])
     try:
         return spec.constructor(**kwargs)
     except Exception as error:  # keras raises a bare Exception on fetch failure
+        if os.path.exists(cached):
+            # Keras reads a cached file without checking it: a corrupt one is not "offline".
+            raise ValueError(
+                f"The cached ImageNet weights of `{backbone}` at {cached!r} could not be "
+                f"loaded ({error}); the file is corrupt, truncated or of another "
+                "architecture. Delete it so that Keras downloads it again, or pass "
+                "weights='/path/to/file.h5' (weights=None for random initialisation)."
+            ) from error
         raise _imagenet_error(backbone, include_top, error) from error
 
 
@@ -351,8 +360,17 @@ def load_classifier_weights(backbone, weights):
         full = spec.constructor(include_top=True, weights=None)
         try:
             full.load_weights(weights)
-        except Exception:  # a headless file: the classifier stays random
-            return None
+        except Exception as error:
+            headless = spec.constructor(include_top=False, weights=None)
+            try:
+                headless.load_weights(weights)
+            except Exception:
+                raise ValueError(
+                    f"`weights` file {weights!r} does not load into `{backbone}`, with its "
+                    f"classifier ({error}) or without it; pass a file saved from that "
+                    "architecture."
+                ) from error
+            return None  # a headless file: the classifier's layers stay random
     return [tuple(full.get_layer(name).get_weights()) for name in spec.classifier_layers]
 
 

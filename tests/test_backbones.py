@@ -185,3 +185,26 @@ def test_fine_tuning_keeps_pretrained_batch_norm_frozen():
     assert not inner.get_layer("conv5_block3_2_bn").trainable
     set_trainable_blocks(model, "resnet50", 5, keep_batch_norm_frozen=False)
     assert inner.get_layer("conv5_block3_2_bn").trainable
+
+
+def test_classifier_file_whose_dense_layers_do_not_fit_is_an_error(tmp_path):
+    # fc1/fc2 present but sized for another input: the carry-over must not leave them random.
+    inputs = keras.Input((2, 2, 512))
+    hidden = keras.layers.Dense(8, name="fc1")(keras.layers.Flatten()(inputs))
+    wrong = keras.Model(inputs, keras.layers.Dense(8, name="fc2")(hidden))
+    path = str(tmp_path / "wrong_classifier.weights.h5")
+    wrong.save_weights(path)
+    with pytest.raises(ValueError, match="does not load into `vgg16`") as error:
+        load_classifier_weights("vgg16", path)
+    assert path in str(error.value)
+
+
+def test_a_corrupt_cached_imagenet_file_is_an_error_naming_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "_weights_host_reachable", _no_download)
+    cached = tmp_path / "models" / backbones.BACKBONES["vgg16"].weight_files[1]
+    cached.parent.mkdir()
+    cached.write_bytes(b"\x89HDF\r\n\x1a\n" + b"cut short")
+    with pytest.raises(ValueError, match="corrupt, truncated") as error:
+        build_backbone("vgg16", (32, 32, 3), weights="auto")
+    assert str(cached) in str(error.value) and "Delete it" in str(error.value)

@@ -89,6 +89,25 @@ def test_resumable_backup_restores_weights_optimizer_epoch_and_random_states(tmp
     assert not tmp_path.exists()  # a finished run removes its backup
 
 
+def test_a_backup_with_another_number_of_random_states_warns_with_both_counts(tmp_path):
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_model().fit(x, y, epochs=2, batch_size=4, verbose=0,
+                          callbacks=[ResumableBackup(str(tmp_path)), StopAfterFirstEpoch()])
+    states_file = tmp_path / open(tmp_path / "latest").read() / "random_states.json"
+    states = json.loads(states_file.read_text())
+    states_file.write_text(json.dumps(states + states))
+    with pytest.warns(UserWarning, match=f"holds {2 * len(states)} random-generator states "
+                                         f"but the model has {len(states)}"):
+        _tiny_model().fit(x, y, epochs=2, batch_size=4, verbose=0,
+                          callbacks=[ResumableBackup(str(tmp_path))])
+
+
 _RECIPE_FLAGS = [
     "--num-train", "768", "--num-val", "64", "--epochs", "4", "--batch-size", "32",
     "--filters", "8", "16", "--dense-units", "16", "--patience", "0", "--seed", "3",

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 
 import numpy as np
 import keras
@@ -254,7 +255,14 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             with open(self._random_states_path) as handle:
                 saved = json.load(handle)
             states = _random_states(self.model)
-            if len(saved) == len(states):
+            if len(saved) != len(states):
+                warnings.warn(
+                    f"the backup in {self.backup_dir!r} holds {len(saved)} random-generator "
+                    f"states but the model has {len(states)}; they are not restored, so "
+                    "dropout masks and noise draws differ from the interrupted run.",
+                    stacklevel=2,
+                )
+            else:
                 for variable, value in zip(states, saved):
                     variable.assign(np.asarray(value, dtype=variable.dtype))
 
