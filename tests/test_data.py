@@ -1,11 +1,11 @@
 """Tests for kerasvision.data: synthetic shapes, loaders, checks, augmentation, pipelines."""
 
 import hashlib
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds  # a dependency: missing, the tests fail rather than skip
 from PIL import Image
 
 from kerasvision import data
@@ -106,12 +106,6 @@ def test_shapes_objects_contrast_with_surroundings(scenes):
     edge = fg[:, :, 1:] != fg[:, :, :-1]  # horizontal object boundaries
     diff = np.abs(images[:, :, 1:] - images[:, :, :-1]).sum(-1)[edge]
     assert np.median(diff) > 60
-
-
-def test_shapes_scenes_speed():
-    start = time.perf_counter()
-    data.make_shapes_scenes(128, image_size=64, seed=0)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_shapes_scenes_bad_arguments():
@@ -488,9 +482,6 @@ def test_check_seed():
 # TensorFlow Datasets (offline: mocked data and the fail-fast path)
 # ----------------------------------------------------------------------------
 
-tfds = pytest.importorskip("tensorflow_datasets")
-
-
 def test_oxford_pets_mocked_shapes():
     with tfds.testing.mock_data(num_examples=4):
         ds = data.load_oxford_pets("train", image_size=40)
@@ -528,12 +519,11 @@ def test_tfds_classification_mocked_to_rgb(name):
         assert len(list(ds)) == 3
 
 
-def test_tfds_fails_fast_without_data(tmp_path):
-    start = time.perf_counter()
+def test_tfds_fails_without_data_and_without_a_download(tmp_path):
     with pytest.raises(RuntimeError, match=r"oxford_iiit_pet.*not prepared.*download=True") as info:
         data.load_oxford_pets("train", data_dir=str(tmp_path), download=False)
     assert str(tmp_path) in str(info.value)
-    assert time.perf_counter() - start < 3.0
+    assert not any(tmp_path.iterdir())  # nothing fetched or prepared
     with pytest.raises(ValueError, match="`name`.*not_a_dataset"):
         data.load_tfds_classification("not_a_dataset", data_dir=str(tmp_path), download=False)
 

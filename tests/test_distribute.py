@@ -28,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = ("autoencoder", "cnn_classifier", "dcgan", "diffusion", "fcn_transfer", "heatmap",
            "transfer_classifier", "unet", "vae", "wgan")
 # The tiny cnn_classifier smoke run that the process-level tests repeat.
-SMOKE_FLAGS = ["--smoke", "--filters", "4", "--dense-units", "8", "--verbose", "0"]
+SMOKE_FLAGS = ["--smoke", "--filters", "4", "--dense-units", "8", "--verbose", "0",
+               "--precision", "float32"]
 
 
 def load_recipe(name):

@@ -1,5 +1,6 @@
 import os
 import time
+import types
 
 import h5py
 import numpy as np
@@ -160,12 +161,36 @@ def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     assert read_history(str(tmp_path / "absent.csv")) == {}
 
 
-def test_precision_policies():
-    # This CPU has no native bfloat16: auto keeps float32.
-    expected = "mixed_bfloat16" if __import__("kerasvision.training").training.native_bfloat16_device() else "float32"
+@pytest.mark.hardware_detection
+@pytest.mark.parametrize(
+    "cpu_flags, gpu_capability, expected",
+    [
+        ({"avx512f"}, None, "float32"),
+        ({"avx512f", "avx512_bf16"}, None, "mixed_bfloat16"),
+        ({"amx_bf16", "amx_tile"}, None, "mixed_bfloat16"),
+        ({"avx2"}, (7, 5), "float32"),  # Turing: no native bfloat16
+        ({"avx2"}, (8, 0), "mixed_bfloat16"),  # Ampere
+    ],
+)
+def test_auto_precision_follows_the_hardware(monkeypatch, cpu_flags, gpu_capability, expected):
+    from kerasvision import hardware
+    from kerasvision.training import precision as precision_module
+
+    monkeypatch.setattr(hardware, "cpu_info", lambda *args: ("a CPU", frozenset(cpu_flags)))
+    gpus = [types.SimpleNamespace(name="/physical_device:GPU:0")] if gpu_capability else []
+    monkeypatch.setattr(precision_module.tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(precision_module.tf.config.experimental, "get_device_details",
+                        lambda device: {"compute_capability": gpu_capability,
+                                        "device_name": "a GPU"})
     assert select_precision("auto", verbose=False) == expected
+    assert keras.mixed_precision.global_policy().name == expected
+
+
+def test_precision_policies():
     assert select_precision("mixed_bfloat16", verbose=False) == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert select_precision("float32", verbose=False) == "float32"
     with pytest.raises(ValueError, match="precision"):
         select_precision("float16")
 
