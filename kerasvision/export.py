@@ -34,7 +34,7 @@ import zipfile
 import tensorflow as tf
 import keras
 
-from kerasvision.data.checks import IMAGE_END_MARKERS, IMAGE_TAIL_BYTES
+from kerasvision.data.checks import IMAGE_END_MARKERS, IMAGE_TAIL_BYTES, MAX_IMAGE_PIXELS
 from kerasvision.models.diffusion import DiffusionModel, sample_loop, to_uint8
 from kerasvision.validation import check_choice, check_float, check_int
 
@@ -150,6 +150,68 @@ def _encoded_images_problems(image_bytes):
     return tf.logical_not(tf.logical_and(tf.logical_and(length > 0, known), complete))
 
 
+def _header_integers(padded, offset, length, big_endian):
+    """Unsigned integers of `length` bytes at `offset` of each string of `padded`, as int64."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, length), tf.uint8), tf.int64)
+    weights = [256 ** (length - 1 - i if big_endian else i) for i in range(length)]
+    return tf.reduce_sum(raw * tf.constant(weights, tf.int64), axis=-1)
+
+
+def _declared_pixels(image_bytes):
+    """Height x width that each encoded image's header declares, without decoding pixels.
+
+    Reads the fixed header fields of PNG (IHDR), GIF (logical screen), BMP
+    (DIB header) and WebP (VP8X canvas, VP8L and VP8 frame sizes), and the
+    JPEG frame header through `tf.io.extract_jpeg_shape`. Formats without a
+    known field give 0 and are left to the decoder.
+
+    Args:
+        image_bytes: string `[batch]`, entries already checked to be
+            complete images of a known format.
+
+    Returns:
+        int64 `[batch]`.
+    """
+    padded = tf.strings.join([image_bytes, b"\0" * 32])
+
+    def starts_with(prefix, offset=0):
+        return tf.equal(tf.strings.substr(padded, offset, len(prefix)), prefix)
+
+    def webp(chunk):
+        return tf.logical_and(starts_with(b"RIFF"), starts_with(chunk, offset=12))
+
+    png = _header_integers(padded, 16, 4, True) * _header_integers(padded, 20, 4, True)
+    gif = _header_integers(padded, 6, 2, False) * _header_integers(padded, 8, 2, False)
+    bmp_height = _header_integers(padded, 22, 4, False)
+    bmp_height = tf.where(bmp_height >= 2 ** 31, 2 ** 32 - bmp_height, bmp_height)  # top-down
+    bmp = _header_integers(padded, 18, 4, False) * bmp_height
+    vp8x = (_header_integers(padded, 24, 3, False) + 1) * (_header_integers(padded, 27, 3, False) + 1)
+    vp8l_bits = _header_integers(padded, 21, 4, False)
+    vp8l = (vp8l_bits % 2 ** 14 + 1) * ((vp8l_bits // 2 ** 14) % 2 ** 14 + 1)
+    vp8 = (_header_integers(padded, 26, 2, False) % 2 ** 14) * (
+        _header_integers(padded, 28, 2, False) % 2 ** 14)
+
+    def jpeg_pixels(encoded):
+        is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff")
+        shape = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(encoded, tf.int64),
+                        lambda: tf.zeros([3], tf.int64))
+        return shape[0] * shape[1]
+
+    jpeg = tf.map_fn(jpeg_pixels, image_bytes, fn_output_signature=tf.int64)
+    cases = [
+        (starts_with(b"\x89PNG\r\n\x1a\n"), png),
+        (starts_with(b"GIF8"), gif),
+        (starts_with(b"BM"), bmp),
+        (webp(b"VP8X"), vp8x),
+        (webp(b"VP8L"), vp8l),
+        (webp(b"VP8 "), vp8),
+    ]
+    pixels = jpeg
+    for matches, declared in cases:
+        pixels = tf.where(matches, declared, pixels)
+    return pixels
+
+
 def _check_bytes_request(image_bytes):
     """`image_bytes` after run-time checks: a non-empty vector of decodable-looking images."""
     shape = _runtime_shape(image_bytes)
@@ -171,9 +233,29 @@ def _check_bytes_request(image_bytes):
         return tf.identity(image_bytes)
 
 
-def _decode_images(image_bytes, size):
-    """Decodes a batch of encoded images to float32 `[batch, *size, 3]` and their sizes."""
-    image_bytes = _check_bytes_request(image_bytes)
+def _check_declared_size(image_bytes, max_pixels):
+    """`image_bytes` after refusing any entry whose header declares more than `max_pixels`."""
+    pixels = _declared_pixels(image_bytes)
+    too_large = pixels > max_pixels
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(too_large)),
+        [f"`image_bytes` entries must declare at most max_image_pixels={max_pixels} pixels "
+         "(height x width, read from the header; nothing was decoded); received, at these "
+         "indices:", tf.where(too_large)[:, 0], "these pixel counts:",
+         tf.boolean_mask(pixels, too_large)],
+        summarize=16,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
+
+
+def _decode_images(image_bytes, size, max_pixels=MAX_IMAGE_PIXELS):
+    """Decodes a batch of encoded images to float32 `[batch, *size, 3]` and their sizes.
+
+    Entries that are not complete images, or whose header declares more than
+    `max_pixels` pixels, fail the request with a message naming their indices.
+    """
+    image_bytes = _check_declared_size(_check_bytes_request(image_bytes), max_pixels)
 
     def decode_one(encoded):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -191,7 +273,8 @@ def _decode_images(image_bytes, size):
     )
 
 
-def export_image_model(model, export_dir, outputs="logits", version=None):
+def export_image_model(model, export_dir, outputs="logits", version=None,
+                       max_image_pixels=MAX_IMAGE_PIXELS):
     """Exports a classifier or segmenter as a versioned SavedModel for TF Serving.
 
     Args:
@@ -202,11 +285,15 @@ def export_image_model(model, export_dir, outputs="logits", version=None):
             version directory inside it.
         outputs: "logits" or "probabilities": what the model returns.
         version: int, version to write (default: next free number).
+        max_image_pixels: int, `serving_bytes` refuses (per request, before
+            decoding) images whose header declares more pixels: 64 MP by
+            default (`kerasvision.data.checks.MAX_IMAGE_PIXELS`).
 
     Returns:
         str, the directory written (`<export_dir>/<version>`).
     """
     check_choice("outputs", outputs, OUTPUT_KINDS)
+    max_image_pixels = check_int("max_image_pixels", max_image_pixels, minimum=1)
     size = _model_image_size(model)
     is_segmenter = len(model.output_shape) == 4
 
@@ -225,7 +312,7 @@ def export_image_model(model, export_dir, outputs="logits", version=None):
         return to_outputs(model(resized, training=False), input_size)
 
     def serve_bytes(image_bytes):
-        images, image_sizes = _decode_images(image_bytes, size)
+        images, image_sizes = _decode_images(image_bytes, size, max_image_pixels)
         results = to_outputs(model(images, training=False))
         results["image_sizes"] = image_sizes
         return results

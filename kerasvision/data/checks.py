@@ -7,6 +7,9 @@
   that are not images or are cut short, found before `tf.data` fails on
   them halfway through an epoch (the export's serving checks use the same
   markers on request bytes).
+- `MAX_IMAGE_PIXELS`: the largest image a loader or an export decodes, by the
+  size its header declares (a decompression bomb declares billions of pixels
+  in a few kilobytes).
 """
 
 import os
@@ -28,31 +31,54 @@ the JPEG end-of-image marker. Some writers append data after them, so checks
 search the last `IMAGE_TAIL_BYTES` of a file rather than its very last bytes."""
 IMAGE_TAIL_BYTES = 64 * 1024
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""Default limit on height x width declared by an image header: 64 megapixels,
+above any camera photo (a 61-MP sensor gives 9504 x 6336) and a 192 MB RGB
+buffer once decoded."""
 
-def open_image_file(arg, path):
+
+def open_image_file(arg, path, max_pixels=MAX_IMAGE_PIXELS):
     """Opens `path` with PIL (header only), or raises a ValueError naming `arg` and the file.
 
     Catches, before training starts, files that tf.data would fail on halfway
     through an epoch with a message that names no file: files that are not
-    images (e.g. an HTML error page saved as `.jpg`) and PNG/JPEG files cut
-    short by an interrupted copy or download.
+    images (e.g. an HTML error page saved as `.jpg`), PNG/JPEG files cut
+    short by an interrupted copy or download, and images whose header
+    declares more than `max_pixels` pixels (nothing is decoded).
 
     Args:
         arg: str, the argument name the message blames (e.g. "images_dir").
         path: str, the file.
+        max_pixels: int, largest height x width accepted.
 
     Returns:
         The open `PIL.Image.Image`, pixels not yet decoded; close it (it is
         a context manager).
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():  # PIL's own bomb warning: the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; {path!r} "
+            f"declares more ({error}; not decoded)."
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(
             f"`{arg}` must hold readable JPEG or PNG images; {path!r} is not one ({error})."
         ) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ValueError(
+            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; {path!r} "
+            f"declares {width} x {height} = {width * height:,} (not decoded)."
+        )
     marker = IMAGE_END_MARKERS.get(image.format)
     if marker is not None:
         with open(path, "rb") as handle:

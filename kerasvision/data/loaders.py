@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasvision.data.checks import _few, open_image_file
+from kerasvision.data.checks import MAX_IMAGE_PIXELS, _few, open_image_file
 from kerasvision.validation import IGNORE_LABEL, check_float, check_int, check_seed
 
 PETS_CLASS_NAMES = ("background", "pet", "border")
@@ -340,7 +340,7 @@ def _read_mask(path):
         return np.asarray(mask, dtype=np.int32)
 
 
-def load_segmentation_folder(images_dir, masks_dir, image_size=None):
+def load_segmentation_folder(images_dir, masks_dir, image_size=None, max_pixels=MAX_IMAGE_PIXELS):
     """Pair image and mask files by file stem: `images/cat1.jpg` <-> `masks/cat1.png`.
 
     Masks are single-channel PNGs whose pixel values are class ids (grayscale
@@ -353,6 +353,8 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
         masks_dir: str, folder of `.png` masks with the same stems.
         image_size: int or `(height, width)` to resize (image bilinear, mask
             nearest); None keeps native sizes (then batch only equal sizes).
+        max_pixels: int, largest height x width a header may declare
+            (`MAX_IMAGE_PIXELS`, 64 MP); larger files are refused undecoded.
 
     Returns:
         Unbatched `tf.data.Dataset` of `(image float32 [H, W, 3] in [0, 255],
@@ -360,10 +362,12 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
 
     Raises:
         ValueError: a missing or empty directory, images without masks or masks
-            without images, a file that is not an image or is truncated, a mask
-            that is not single-channel, or an image and mask of different sizes.
+            without images, a file that is not an image, is truncated or is
+            larger than `max_pixels`, a mask that is not single-channel, or an
+            image and mask of different sizes.
     """
     size = _check_image_size(image_size)
+    max_pixels = check_int("max_pixels", max_pixels, minimum=1)
     images = _files_by_stem("images_dir", images_dir, _IMAGE_EXTENSIONS)
     masks = _files_by_stem("masks_dir", masks_dir, _MASK_EXTENSIONS)
     no_mask = sorted(set(images) - set(masks))
@@ -382,8 +386,8 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
     mismatched, multichannel = [], []
     for stem in stems:
         # Only headers and file tails are read; pixels are decoded later by tf.data.
-        with open_image_file("images_dir", images[stem]) as image, \
-                open_image_file("masks_dir", masks[stem]) as mask:
+        with open_image_file("images_dir", images[stem], max_pixels) as image, \
+                open_image_file("masks_dir", masks[stem], max_pixels) as mask:
             if image.size != mask.size:
                 mismatched.append(f"{stem} (image {image.size[1]}x{image.size[0]}, "
                                   f"mask {mask.size[1]}x{mask.size[0]})")
@@ -418,10 +422,17 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None):
 
 
 _FOLDER_SUBSETS = ("training", "validation", None)
+# The extensions `keras.utils.image_dataset_from_directory` reads.
+_FOLDER_IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
-def load_image_folder(directory, image_size, validation_split=None, subset=None, seed=0):
+def load_image_folder(directory, image_size, validation_split=None, subset=None, seed=0,
+                      max_pixels=MAX_IMAGE_PIXELS):
     """Loads a folder of class sub-directories with `keras.utils.image_dataset_from_directory`.
+
+    Every image's header is read first (pixels are not decoded), so a file
+    that is not an image, is truncated or declares more than `max_pixels`
+    pixels is an error naming it before training starts.
 
     Args:
         directory: str, a directory holding one sub-directory per class
@@ -433,6 +444,8 @@ def load_image_folder(directory, image_size, validation_split=None, subset=None,
         seed: int >= 0 (or None: a random order, without a split), shuffles
             the file list before the split; use the same seed for both
             subsets so that they are disjoint.
+        max_pixels: int, largest height x width a header may declare
+            (`MAX_IMAGE_PIXELS`, 64 MP).
 
     Returns:
         `(dataset, class_names)`: an unbatched `tf.data.Dataset` of `(image
@@ -462,6 +475,11 @@ def load_image_folder(directory, image_size, validation_split=None, subset=None,
             f"subset={subset!r}, validation_split={validation_split!r}."
         )
     seed = check_seed(seed, allow_none=True)
+    max_pixels = check_int("max_pixels", max_pixels, minimum=1)
+    for root, _, files in sorted(os.walk(directory)):
+        for file_name in sorted(files):
+            if file_name.lower().endswith(_FOLDER_IMAGE_EXTENSIONS):
+                open_image_file("directory", os.path.join(root, file_name), max_pixels).close()
     dataset = keras.utils.image_dataset_from_directory(
         directory,
         labels="inferred",

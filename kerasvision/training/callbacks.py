@@ -406,11 +406,35 @@ def save_model_weights(model, path):
 def load_model_weights(model, path):
     """Reads a file of `save_model_weights` (or of `model.save_weights`) into the model.
 
-    The optimizer's state is left as it is.
+    The optimizer's state is left as it is. A file that is missing, not HDF5,
+    truncated, corrupt or of another architecture raises a `ValueError`
+    naming it, whatever the reader's own exception.
     """
     from keras.src.saving import saving_lib
 
-    saving_lib.load_weights_only(model, path, objects_to_skip=_optimizers(model))
+    from kerasvision.backbones import check_weights_file
+
+    check_weights_file(path, name="path")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            saving_lib.load_weights_only(model, path, objects_to_skip=_optimizers(model))
+    except Exception as error:  # h5py, Keras and numpy each raise their own kinds
+        raise ValueError(
+            f"`path` {path!r} does not hold weights of `{model.name}` that can be read "
+            f"({type(error).__name__}: {error}); it is corrupt or was saved from another "
+            "architecture."
+        ) from error
+    # Keras only warns when part of the file does not match, leaving those layers random.
+    skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+    if skipped:
+        raise ValueError(
+            f"`path` {path!r} does not match `{model.name}`: {len(skipped)} part(s) of the "
+            f"model would keep random weights ({skipped[0]})."
+        )
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
 
 
 def _split_extension(path):
