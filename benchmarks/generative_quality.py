@@ -19,14 +19,18 @@ Run:
     python benchmarks/generative_quality.py                       # defaults below
     python benchmarks/generative_quality.py --budget-seconds 30 --eval-images 200 --image-size 16
     python benchmarks/generative_quality.py --models gmm,diffusion --json /tmp/quality.json
+    python benchmarks/generative_quality.py --smoke --json /tmp/q.json --cache-dir /tmp/cache  # tests
 
-Prints one table; `--json` also writes the rows.
+Prints one table; `--json` also writes the rows. `--smoke` runs every row
+through the same code at toy sizes (two training steps per neural model, a
+one-epoch feature CNN): it checks the script works, its numbers mean nothing.
 """
 
 import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,11 +39,24 @@ import numpy as np  # noqa: E402
 
 MODELS = ("gmm", "vae", "dcgan", "wgan", "wgan_gp", "diffusion")
 
+# --smoke's defaults; any flag given explicitly still wins. A zero budget
+# stops `fit` right after the second batch (the first only starts the clock),
+# so every neural model takes exactly two steps.
+SMOKE_DEFAULTS = dict(
+    image_size=16, train_images=32, eval_images=16, budget_seconds=0.0, batch_size=8,
+    latent_dim=8, gmm_components=2, gmm_iterations=3, timesteps=10, ddim_steps="2",
+    denoiser_widths="8,16", extractor="shapes", extractor_images=64, extractor_epochs=1,
+)
+
 
 def parse_args(argv=None):
+    """Parses the command line; `--smoke` swaps in `SMOKE_DEFAULTS` for flags not given."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--smoke", action="store_true",
+                        help="toy sizes, two steps per model: checks the script runs "
+                        "(seconds), numbers meaningless")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated subset of " + ", ".join(MODELS))
     parser.add_argument("--image-size", type=int, default=16,
@@ -53,6 +70,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="same for every neural model")
     parser.add_argument("--latent-dim", type=int, default=32, help="VAE and GAN latent size")
     parser.add_argument("--gmm-components", type=int, default=20, help="mixture components")
+    parser.add_argument("--gmm-iterations", type=int, default=100, help="at most this many EM steps")
     parser.add_argument("--timesteps", type=int, default=1000, help="diffusion training timesteps T")
     parser.add_argument("--ddim-steps", default="10,20,50,100", help="DDIM step counts to sample with")
     parser.add_argument("--no-ddpm", action="store_true",
@@ -61,9 +79,19 @@ def parse_args(argv=None):
     parser.add_argument("--extractor", choices=("auto", "inception", "shapes"), default="auto",
                         help="auto: InceptionV3 if its weights are available, else the shapes CNN")
     parser.add_argument("--cache-dir", default=None,
-                        help="shapes CNN cache (default ~/.keras/kerasvision)")
+                        help="shapes CNN cache (default ~/.keras/kerasvision; "
+                        "--smoke: a temporary directory)")
+    # None keeps shapes_feature_extractor's own defaults, and so its cache file.
+    parser.add_argument("--extractor-images", type=int, default=None,
+                        help="shapes CNN training images (default: the extractor's, 8192)")
+    parser.add_argument("--extractor-epochs", type=int, default=None,
+                        help="shapes CNN training epochs (default: the extractor's, 12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    # Parsed twice: the smoke defaults must be in place before the real parse
+    # so that flags given explicitly override them.
+    if parser.parse_known_args(argv)[0].smoke:
+        parser.set_defaults(**SMOKE_DEFAULTS)
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(MODELS))
@@ -106,7 +134,11 @@ def make_extractor(args):
                 raise
             print(f"note: InceptionV3 unavailable ({str(error).split('(')[0].strip()}); "
                   "using the shapes CNN features")
-    extractor = shapes_feature_extractor(args.cache_dir, image_size=args.image_size, seed=args.seed)
+    options = {key: value for key, value in (("num_images", args.extractor_images),
+                                             ("epochs", args.extractor_epochs))
+               if value is not None}
+    extractor = shapes_feature_extractor(args.cache_dir, image_size=args.image_size, seed=args.seed,
+                                         **options)
     note = (f"trained now, held-out accuracy {extractor.accuracy:.3f}" if extractor.trained
             else "loaded from cache")
     print(f"features: shapes CNN ({note}; {extractor.path})")
@@ -235,7 +267,8 @@ def run_benchmark(args):
                 from kerasvision.models.gmm import GMM
 
                 start = time.perf_counter()
-                gmm = GMM(args.gmm_components, max_iterations=100, seed=args.seed).fit(train)
+                gmm = GMM(args.gmm_components, max_iterations=args.gmm_iterations,
+                          seed=args.seed).fit(train)
                 seconds = time.perf_counter() - start
                 start = time.perf_counter()
                 samples = gmm.generate(args.eval_images, seed=args.seed)
@@ -293,9 +326,16 @@ def format_table(rows):
 
 
 def main(argv=None):
+    """Runs the benchmark, prints the table, writes `--json`; returns the rows."""
     args = parse_args(argv)
     start = time.perf_counter()
-    rows, notes, extractor = run_benchmark(args)
+    if args.smoke and args.cache_dir is None:
+        # A smoke run's one-epoch feature CNN must not land in the user's cache.
+        with tempfile.TemporaryDirectory() as scratch:
+            args.cache_dir = scratch
+            rows, notes, extractor = run_benchmark(args)
+    else:
+        rows, notes, extractor = run_benchmark(args)
     print()
     print(f"{args.image_size}x{args.image_size} shapes, {args.train_images} training images, "
           f"budget {args.budget_seconds:.0f} s per model, batch {args.batch_size}, "

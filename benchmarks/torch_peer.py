@@ -24,6 +24,7 @@ run by `train_throughput.py --peer torch` with the interpreter given by
 `--torch-python`, so torch never needs to be installed next to TensorFlow:
 
     python benchmarks/torch_peer.py --image-size 256 --batch-size 4 --output peer.json
+    python benchmarks/torch_peer.py --smoke --output /tmp/peer.json   # 32 px, seconds (tests)
 """
 
 import argparse
@@ -255,9 +256,17 @@ def measure(precision, image_size, batch_size, warmup, repeats, seed=0):
     }
 
 
+# --smoke's defaults; flags given explicitly still win. Batch 2: at 32 px the
+# deepest feature map is 1x1, and batch norm needs two values per channel.
+SMOKE_DEFAULTS = dict(image_size=32, batch_size=2, warmup=0, repeats=1)
+
+
 def main(argv=None):
+    """Times the torch U-Net's training step per precision, writes `--output`; returns the rows."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="32 px, batch 2, one timed step: checks the script runs (seconds)")
     parser.add_argument("--image-size", type=int, default=256, help="multiple of 32")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
@@ -265,6 +274,10 @@ def main(argv=None):
     parser.add_argument("--precisions", default="bfloat16,float32",
                         help="comma-separated: bfloat16 (autocast), float32")
     parser.add_argument("--output", required=True, help="JSON file to write")
+    # Parsed twice: the smoke defaults must be in place before the real parse
+    # so that flags given explicitly override them.
+    if parser.parse_known_args(argv)[0].smoke:
+        parser.set_defaults(**SMOKE_DEFAULTS)
     args = parser.parse_args(argv)
     if args.image_size % 32:
         parser.error(f"--image-size must be a multiple of 32; received {args.image_size}")

@@ -298,3 +298,148 @@ def test_serving_latency_times_a_mixed_bfloat16_export(tmp_path):
     rows = {row["method"]: row for row in result["rows"]}
     assert set(rows) == {"keras_call", "serving_default"}
     assert all("error" not in row for row in rows.values())
+
+
+# ---------------------------------------------------------------------------
+# generative_quality.py
+# ---------------------------------------------------------------------------
+
+QUALITY_ROWS = ["real (held-out floor)", "GMM (diag, EM)", "VAE", "DCGAN", "WGAN", "WGAN-GP",
+                "DDIM (2 steps)", "DDPM (10 steps)"]
+
+
+def test_generative_quality_smoke_scores_every_family_and_the_floor(tmp_path, capsys):
+    from benchmarks import generative_quality
+
+    output, cache = tmp_path / "quality.json", tmp_path / "cache"
+    returned = generative_quality.main(["--smoke", "--json", str(output), "--cache-dir", str(cache)])
+    printed = capsys.readouterr().out
+    result = load_json(output)
+    assert result["notes"] == [] and result["args"]["smoke"] is True
+    rows = result["rows"]
+    assert [row["model"] for row in rows] == [row["model"] for row in returned] == QUALITY_ROWS
+    # The smoke extractor is trained into --cache-dir, nowhere else.
+    assert sorted(path.name for path in cache.iterdir()) == [
+        "shapes_classifier_s16_n64_e1_w32_seed0.keras", "shapes_features_s16_n64_e1_w32_seed0.keras"]
+    for row in rows:
+        assert f"| {row['model']}" in printed
+        assert math.isfinite(row["fid"]) and row["fid"] >= 0, row
+        assert math.isfinite(row["kid"]), row  # unbiased: may dip below zero
+    floor, gmm, *neural = rows
+    assert (floor["train_s"], floor["steps"], floor["sample_s"]) == (None, None, None)
+    # Real images against real images must score better than any model trained
+    # for two steps: otherwise the features cannot tell samples apart.
+    assert all(floor["fid"] < row["fid"] for row in rows[1:])
+    assert 1 <= gmm["steps"] <= 3
+    for row in [gmm, *neural]:
+        assert_positive_finite(row, ("train_s", "sample_s"))
+    # A zero budget stops fit after the tracing step and one more.
+    assert [row["steps"] for row in neural] == [2] * len(neural)
+    # DDIM and DDPM sample one trained diffusion model.
+    assert neural[-1]["train_s"] == neural[-2]["train_s"]
+
+
+def test_generative_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run_alone():
+    from benchmarks import generative_quality
+
+    smoke = generative_quality.parse_args(["--smoke", "--models", "gmm", "--image-size", "24"])
+    assert (smoke.models, smoke.image_size, smoke.budget_seconds, smoke.extractor) == (
+        ["gmm"], 24, 0.0, "shapes")
+    full = generative_quality.parse_args([])
+    assert (full.budget_seconds, full.eval_images, full.train_images, full.timesteps) == (
+        60.0, 256, 4096, 1000)
+    assert (full.gmm_iterations, full.extractor, full.extractor_images, full.extractor_epochs) == (
+        100, "auto", None, None)
+    assert not full.smoke and full.ddim_steps == [10, 20, 50, 100]
+
+
+# ---------------------------------------------------------------------------
+# data_preview.py and torch_peer.py
+# ---------------------------------------------------------------------------
+
+
+def test_data_preview_smoke_writes_the_figure_and_the_class_balance(tmp_path, capsys):
+    from benchmarks import data_preview
+    from kerasvision.data import SHAPES_CLASS_NAMES
+
+    output = tmp_path / "preview.png"
+    summary = data_preview.main(["--smoke", "--output", str(output)])
+    assert summary["path"] == str(output)
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shares = summary["class_shares"]
+    assert list(shares) == list(SHAPES_CLASS_NAMES)
+    assert sum(shares.values()) == pytest.approx(1.0) and min(shares.values()) >= 0
+    assert max(shares, key=shares.get) == "background"
+    # Predicting the majority class everywhere: its pixel share, averaged over
+    # the classes present.
+    present = sum(share > 0 for share in shares.values())
+    assert summary["majority_miou"] == pytest.approx(shares["background"] / present)
+    assert summary["scenes"] == 16 and summary["image_size"] == 32
+    assert summary["generate_s"] > 0 and summary["timed_cpu_s"] >= 0
+    assert "majority-class baseline mIoU" in capsys.readouterr().out
+    # Without --output a smoke run would overwrite docs/shapes_examples.png.
+    with pytest.raises(SystemExit):
+        data_preview.main(["--smoke"])
+
+
+def test_torch_peer_smoke(tmp_path):
+    import os
+    import subprocess
+
+    # torch is not a dependency: the peer runs under any interpreter that has
+    # it, as `train_throughput.py --torch-python` runs it.
+    python = os.environ.get("TORCH_PYTHON", sys.executable)
+    if subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0:
+        pytest.skip(f"torch is not importable by {python} (set TORCH_PYTHON to one that has it)")
+    script = os.path.join(reporting.ROOT, "benchmarks", "torch_peer.py")
+    output = tmp_path / "peer.json"
+    done = subprocess.run([python, script, "--smoke", "--output", str(output)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = load_json(output)
+    assert {"torch", "python", "threads", "encoder"} <= set(result["environment"])
+    rows = result["rows"]
+    assert [row["precision"] for row in rows] == ["bfloat16", "float32"]
+    for row in rows:
+        assert_positive_finite(row, ("step_s", "first_call_s", "flops_per_step"))
+        assert len(row["step_times_s"]) == 1 and row["memory_format"] == "channels_last"
+        assert f"{row['precision']} channels-last b2 32px" in done.stdout
+    # Autocast changes the arithmetic's precision, not the work counted.
+    assert rows[0]["flops_per_step"] == rows[1]["flops_per_step"]
+
+
+# ---------------------------------------------------------------------------
+# Every runnable script has a smoke test here
+# ---------------------------------------------------------------------------
+
+SMOKE_TESTS = {
+    "data_preview": ["test_data_preview_smoke_writes_the_figure_and_the_class_balance"],
+    "generative_quality": ["test_generative_quality_smoke_scores_every_family_and_the_floor"],
+    "input_pipeline": ["test_input_pipeline_smoke"],
+    "layer_profile": ["test_layer_profile_smoke_accounts_for_every_convolution"],
+    "op_profile": ["test_op_profile_smoke_of_a_trainer_sums_its_ops"],
+    "serving_latency": ["test_serving_latency_smoke"],
+    "torch_peer": ["test_torch_peer_smoke"],
+    "train_throughput": ["test_train_throughput_smoke", "test_train_scaling_smoke"],
+}
+
+
+def test_every_runnable_benchmark_has_a_smoke_mode_and_a_smoke_test():
+    import glob
+    import os
+
+    scripts = {}
+    for path in glob.glob(os.path.join(reporting.ROOT, "benchmarks", "*.py")):
+        with open(path) as handle:
+            source = handle.read()
+        if "\ndef main(" in source:
+            scripts[os.path.basename(path)[:-3]] = source
+    assert sorted(scripts) == sorted(SMOKE_TESTS), "a new benchmark script needs a smoke test"
+    for name, source in scripts.items():
+        # Either its own flag or the shared one from reporting.add_common_flags.
+        assert '"--smoke"' in source or "add_common_flags" in source, name
+        for test in SMOKE_TESTS[name]:
+            assert callable(globals().get(test)), test
+            # The default run (not `slow`) must include it.
+            assert all(mark.name != "slow"
+                       for mark in getattr(globals()[test], "pytestmark", [])), test
