@@ -36,6 +36,7 @@ from kerasvision.tasks.generative import (
     load_generative_data,
     parse_int_list,
     report_sample_quality,
+    scores_samples,
     save_generative_run,
 )
 from kerasvision.tasks.runs import write_json
@@ -106,7 +107,7 @@ def main(argv=None):
                                   train_seconds=time.time() - started)
     summary["export_path"] = export_generator(model.generator, args.export_dir, model.latent_dim)
     print(f"exported to {summary['export_path']}")
-    if args.dataset == "shapes" and not args.smoke:  # scored against held-out shapes
+    if scores_samples(args):  # scored against held-out shapes
         summary["sample_quality"] = report_sample_quality(model.generate, validation,
                                                           args.eval_images)
     write_json(os.path.join(args.output_dir, "summary.json"), summary)

@@ -40,6 +40,7 @@ from kerasvision.tasks.generative import (
     load_generative_data,
     parse_int_list,
     report_sample_quality,
+    scores_samples,
     save_generative_run,
 )
 from kerasvision.tasks.runs import write_json
@@ -133,7 +134,7 @@ def main(argv=None):
                                   train_seconds=time.time() - started)
     summary["export_path"] = export_diffusion_sampler(model, args.export_dir)
     print(f"exported to {summary['export_path']}")
-    if args.dataset == "shapes" and not args.smoke:  # scored against held-out shapes
+    if scores_samples(args):  # scored against held-out shapes
         summary["sample_quality"] = report_sample_quality(
             lambda count: model.generate(count, steps=args.sample_steps), validation,
             args.eval_images)

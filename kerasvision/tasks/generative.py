@@ -36,6 +36,7 @@ from kerasvision.training import (
     StopOnNonFiniteLoss,
     TimeBudget,
     distribute,
+    kill_point,
     read_history,
 )
 from kerasvision.validation import check_int
@@ -256,11 +257,14 @@ def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
         backup,
         KeyPipelinesByEpoch(),
         StopOnNonFiniteLoss(),
+        *kill_point("mid_epoch"),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        *kill_point("after_history_row"),
         SampleGridCallback(sample_fn, os.path.join(output_dir, "samples_epoch{epoch:03d}.png"),
                            nrows=nrows),
         TimeBudget(deadline),
         CommitEpoch(backup),
+        *kill_point("after_backup"),
     ]
 
 
@@ -384,6 +388,12 @@ def save_generative_run(model, history, sample_fn, output_dir, nrows=None, train
     return summary
 
 
+def scores_samples(args):
+    """Whether a run's samples get FID/KID and the recognised share: the embedded
+    shapes (the features are trained on them), not `--smoke`, `--eval-images` > 0."""
+    return args.dataset == "shapes" and not args.smoke and args.eval_images > 0
+
+
 def report_sample_quality(generate_fn, validation, count=512):
     """Scores generated shapes against held-out ones (`evaluate_samples`) and prints one line.
 
@@ -410,6 +420,7 @@ __all__ = [
     "DATASETS",
     "SampleGridCallback",
     "add_generative_flags",
+    "scores_samples",
     "evaluate_samples",
     "fit_generative",
     "fixed_latents",

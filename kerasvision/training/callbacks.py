@@ -327,6 +327,15 @@ def _kill_request():
     return point, int(epoch)
 
 
+def kill_point(point):
+    """`[KillAt]` when `KERASVISION_KILL_AT` asks for a kill at `point`, else `[]`.
+
+    Callback lists splice it in where `point` lies: `[..., *kill_point("after_backup")]`.
+    """
+    request = _kill_request()
+    return [KillAt(*request)] if request and request[0] == point else []
+
+
 class KillAt(keras.callbacks.Callback):
     """Sends its own process SIGKILL at one point of one epoch: a deterministic kill for resume tests.
 
@@ -473,11 +482,6 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
     # overwrite it with its first epoch.
     previous = read_history(history_path).get(monitor) if os.path.exists(best_path) else None
     best_so_far = (max(previous) if mode == "max" else min(previous)) if previous else None
-    kill = _kill_request()
-
-    def kill_point(point):
-        return [KillAt(*kill)] if kill and kill[0] == point else []
-
     backup = ResumableBackup(os.path.join(run_dir, f"backup_{phase}"), deferred=True)
     return [
         backup,
