@@ -108,18 +108,26 @@ def test_a_backup_with_another_number_of_random_states_warns_with_both_counts(tm
                           callbacks=[ResumableBackup(str(tmp_path))])
 
 
-_RECIPE_FLAGS = [
-    "--num-train", "768", "--num-val", "64", "--epochs", "4", "--batch-size", "32",
-    "--filters", "8", "16", "--dense-units", "16", "--patience", "0", "--seed", "3",
-    "--learning-rate", "0.01", "--deterministic", "--precision", "float32", "--verbose", "2",
-]
-# Epoch 2 of this run improves the validation accuracy, so it rewrites the best checkpoint.
+RECIPES = {
+    "cnn_classifier": (
+        ["--num-train", "768", "--num-val", "64", "--epochs", "4", "--batch-size", "32",
+         "--filters", "8", "16", "--dense-units", "16", "--patience", "0", "--seed", "3",
+         "--learning-rate", "0.01"],
+        "val_accuracy", "backup_train"),
+    "unet": (
+        ["--image-size", "32", "--num-train", "32", "--num-val", "16", "--batch-size", "8",
+         "--depth", "2", "--filters", "4", "--epochs", "4", "--learning-rate", "0.01",
+         "--max-train-minutes", "0", "--seed", "2"],
+        "val_mean_iou", "backup_scratch"),
+}
+COMMON_FLAGS = ["--deterministic", "--precision", "float32", "--verbose", "2"]
+# Epoch 2 of these runs improves the monitored metric, so it rewrites the best checkpoint.
 _KILL_EPOCH = 2
 
 
-def _recipe_command(output_dir, export_dir):
-    return [sys.executable, os.path.join(REPO, "recipes", "cnn_classifier.py"), *_RECIPE_FLAGS,
-            "--output-dir", str(output_dir), "--export-dir", str(export_dir)]
+def _recipe_command(recipe, output_dir, export_dir):
+    return [sys.executable, os.path.join(REPO, "recipes", f"{recipe}.py"), *RECIPES[recipe][0],
+            *COMMON_FLAGS, "--output-dir", str(output_dir), "--export-dir", str(export_dir)]
 
 
 def _run(command, timeout=240, env=None):
@@ -151,20 +159,34 @@ def _export_outputs(export_root):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("uninterrupted")
-    result = _run(_recipe_command(root / "run", root / "export"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    history = read_history(root / "run" / "history.csv")["val_accuracy"]
-    assert history[_KILL_EPOCH - 1] > max(history[: _KILL_EPOCH - 1])  # the premise above
-    return root
+def uninterrupted(tmp_path_factory):
+    runs = {}
+
+    def get(recipe):
+        if recipe not in runs:
+            root = tmp_path_factory.mktemp(f"{recipe}_uninterrupted")
+            result = _run(_recipe_command(recipe, root / "run", root / "export"))
+            assert result.returncode == 0, result.stderr[-2000:]
+            monitored = read_history(root / "run" / "history.csv")[RECIPES[recipe][1]]
+            assert monitored[_KILL_EPOCH - 1] > max(monitored[: _KILL_EPOCH - 1])  # the premise
+            runs[recipe] = root
+        return runs[recipe]
+
+    return get
 
 
-@pytest.mark.parametrize("kill_point", KILL_POINTS)
+CASES = [pytest.param("cnn_classifier", point, id=f"cnn_classifier-{point}")
+         for point in KILL_POINTS] + [
+    pytest.param("unet", point, id=f"unet-{point}",
+                 marks=() if point == "after_best_checkpoint" else pytest.mark.slow)
+    for point in KILL_POINTS]
+
+
+@pytest.mark.parametrize("recipe, kill_point", CASES)
 def test_recipe_killed_at_any_point_resumes_to_the_uninterrupted_result(
-        kill_point, uninterrupted_run, tmp_path):
+        recipe, kill_point, uninterrupted, tmp_path):
     output_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    command = _recipe_command(output_dir, export_dir)
+    command = _recipe_command(recipe, output_dir, export_dir)
     env = dict(os.environ, KERASVISION_KILL_AT=f"{kill_point}:{_KILL_EPOCH}")
     killed = _run(command, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -178,7 +200,7 @@ def test_recipe_killed_at_any_point_resumes_to_the_uninterrupted_result(
     assert "Epoch 1/4" not in resumed.stdout
 
     # Everything equals the uninterrupted run: the log, the best weights, the export.
-    reference = uninterrupted_run
+    reference = uninterrupted(recipe)
     assert read_history(output_dir / "history.csv") == read_history(
         reference / "run" / "history.csv")
     assert _csv_rows(output_dir / "history.csv")[0] == _csv_rows(
@@ -194,8 +216,9 @@ def test_recipe_killed_at_any_point_resumes_to_the_uninterrupted_result(
         np.testing.assert_array_equal(resumed_outputs[key], value, err_msg=key)
     summaries = [json.loads((run / "summary.json").read_text())
                  for run in (output_dir, reference / "run")]
-    assert summaries[0]["accuracy"] == summaries[1]["accuracy"]
-    assert not (output_dir / "backup_train").exists()
+    assert summaries[0] == {**summaries[1], **{key: summaries[0][key] for key in summaries[0]
+                                               if "seconds" in key or "path" in key}}
+    assert not (output_dir / RECIPES[recipe][2]).exists()
 
 
 def test_gan_resumes_with_both_optimizers_and_its_noise_state(tmp_path):
