@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test
+.PHONY: run test test-slow
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,3 +18,7 @@ run: $(VENV)/.installed
 # Two workers, one per core; whole files per worker so module fixtures run once.
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -n 2 --dist loadfile
+
+# The tests marked slow only (CI runs them after `make test`).
+test-slow: $(VENV)/.installed
+	$(PYTHON) -m pytest -n 2 --dist loadfile -m slow
