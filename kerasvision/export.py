@@ -224,9 +224,9 @@ def _check_bytes_request(image_bytes):
         problems = _encoded_images_problems(tf.reshape(image_bytes, [-1]))
     check_images = tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(problems)),
-        ["`image_bytes` must hold complete JPEG, PNG, GIF, BMP, WebP or JPEG XL files; the "
-         "entries at these indices could not be decoded as images (empty, not an image, or "
-         "truncated):", tf.where(problems)[:, 0]],
+        ["`image_bytes` must hold complete JPEG, PNG, GIF, BMP, WebP or JPEG XL files; "
+         "received image_bytes whose entries at these indices could not be decoded as images "
+         "(empty, not an image, or truncated):", tf.where(problems)[:, 0]],
         summarize=16,
     )
     with tf.control_dependencies([check_images]):
@@ -385,14 +385,14 @@ def load_export(path):
     """
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ValueError(
-            f"`path` holds no SavedModel (no saved_model.pb): path={path!r}. Pass a "
+            f"`path` holds no SavedModel (no saved_model.pb); received path={path!r}. Pass a "
             "version directory such as saved_models/<name>/1."
         )
     loaded = tf.saved_model.load(path)
     if "serving_default" not in loaded.signatures:
         raise ValueError(
-            f"SavedModel at {path!r} has no 'serving_default' signature; it has "
-            f"{sorted(loaded.signatures)}."
+            f"`path` holds a SavedModel without a 'serving_default' signature; received "
+            f"path={path!r}, whose signatures are {sorted(loaded.signatures)}."
         )
     return loaded
 
@@ -451,30 +451,30 @@ def load_model(path, custom_objects=None, compile=True):
     # truncated copy fails this test.
     if not zipfile.is_zipfile(path):
         raise ValueError(
-            f"`path` must be a `.keras` zip archive; {path!r} is not a complete zip file "
-            "(truncated or corrupt?)."
+            "`path` must be a `.keras` zip archive, but is not a complete zip file (truncated "
+            f"or corrupt?); received path={path!r}."
         )
     with zipfile.ZipFile(path) as archive:
         if "config.json" not in archive.namelist():
             raise ValueError(
-                f"`path` must be a `.keras` archive holding a config.json; {path!r} holds "
-                f"{sorted(archive.namelist())[:5]}."
+                f"`path` must be a `.keras` archive holding a config.json; received "
+                f"path={path!r}, which holds {sorted(archive.namelist())[:5]}."
             )
         try:
             config = json.loads(archive.read("config.json"))
         except (ValueError, zipfile.BadZipFile) as error:
             raise ValueError(
-                f"`path` must be a readable `.keras` archive; the config.json of {path!r} "
-                f"is corrupt ({error})."
+                f"`path` must be a readable `.keras` archive, but its config.json is corrupt "
+                f"({error}); received path={path!r}."
             ) from None
     # Keras' safe mode refuses these too, but its message suggests
     # `safe_mode=False`, which this loader deliberately does not offer.
     lambdas = _find_lambda_layers(config)
     if lambdas:
         raise ValueError(
-            f"`path` must hold a model without `Lambda` layers; {path!r} holds {lambdas}, "
-            "whose Python code would run on load, so it is refused. Rebuild the model "
-            "with registered layers (see kerasvision.layers)."
+            f"`path` must hold a model without `Lambda` layers; received path={path!r}, which "
+            f"holds {lambdas}, whose Python code would run on load, so it is refused. Rebuild "
+            "the model with registered layers (see kerasvision.layers)."
         )
     return keras.saving.load_model(
         path, custom_objects=custom_objects, compile=compile, safe_mode=True)

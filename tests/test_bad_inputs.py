@@ -2,12 +2,14 @@
 
 Every row of `CASES` is `(call, exception type, regex)`: `call(fx)` feeds one
 bad input to a builder, trainer, loss, metric, data loader or exported
-signature, and the regex must find both the argument's name and the expected
-value in the message (not a Keras/TensorFlow default such as "Invalid dtype:
-str32" or "Incompatible shapes"). `fx.<name>` gives the module fixture
+signature, and the regex must find the argument's name, the expected value and
+the value received ("...; received name=value") in the message (not a
+Keras/TensorFlow default such as "Invalid dtype: str32" or "Incompatible
+shapes"). `fx.<name>` gives the module fixture
 `<name>`, built on first use: tiny networks, files on disk, one export.
 `RECIPE_CASES` runs recipes' `main` through `kerasvision.tasks.cli.run` with one bad
-flag, which must end in a one-line `error:` and exit status 2.
+flag, which must end in a one-line `error:` naming the flag and the value received
+(in the package's words, argparse's bad choices and numbers included) and exit status 2.
 """
 
 import importlib
@@ -199,15 +201,20 @@ CASES = [
     # --- Builders: input shapes, names, hyperparameters, weights files ---
     pytest.param(
         lambda fx: build_fcn(3, (48, 48, 3), weights=None),
-        ValueError, r"`input_shape` height and width must be multiples of the network stride 32",
+        ValueError,
+        r"`input_shape` height and width must be multiples of the network stride 32; "
+        r"received input_shape=\(48, 48, 3\)",
         id="fcn-size-not-multiple-of-stride"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 4), weights=None),
-        ValueError, r"`input_shape` must end with 3 channels",
+        ValueError,
+        r"`input_shape` must end with 3 channels \(RGB\); received input_shape=\(64, 64, 4\)",
         id="fcn-four-channels"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64), weights=None),
-        ValueError, r"`input_shape` must have 3 entries \(height, width, channels\)",
+        ValueError,
+        r"`input_shape` must have 3 entries \(height, width, channels\); "
+        r"received input_shape=\(64, 64\)",
         id="fcn-rank-2-shape"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), backbone="vgg19", weights=None),
@@ -231,19 +238,27 @@ CASES = [
         id="fcn-negative-dropout"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), weights=None, upsampling="nearest"),
-        ValueError, r"`upsampling` must be one of \['resize', 'transpose'\]",
+        ValueError,
+        r"`upsampling` must be one of \['resize', 'transpose'\]; "
+        r"received upsampling='nearest'",
         id="fcn-unknown-upsampling"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["missing"]),
-        ValueError, r"`weights` file does not exist: .*Pass an existing `\.h5`/`\.weights\.h5`",
+        ValueError,
+        r"`weights` file does not exist: weights='.*missing\.weights\.h5'\. "
+        r"Pass an existing `\.h5`/`\.weights\.h5`",
         id="fcn-missing-weights-file"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["text"]),
-        ValueError, r"`weights` is not an HDF5 weights file \(\.h5 / \.weights\.h5\)",
+        ValueError,
+        r"`weights` is not an HDF5 weights file \(\.h5 / \.weights\.h5\): "
+        r"'.*text\.weights\.h5'",
         id="fcn-text-file-as-weights"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), weights=fx.weights_files["truncated"]),
-        ValueError, r"`weights` must be a readable HDF5 weights file .*truncated",
+        ValueError,
+        r"`weights` must be a readable HDF5 weights file .*'.*truncated\.weights\.h5' "
+        r"could not be opened",
         id="fcn-truncated-weights-file"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), weights="imagnet"),
@@ -251,7 +266,9 @@ CASES = [
         id="fcn-misspelt-weights-name"),
     pytest.param(
         lambda fx: build_unet(3, (36, 36, 3), depth=3, filters=2),
-        ValueError, r"`input_shape` height and width must be multiples of the network stride 8",
+        ValueError,
+        r"`input_shape` height and width must be multiples of the network stride 8; "
+        r"received input_shape=\(36, 36, 3\)",
         id="unet-size-not-multiple-of-stride"),
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), depth=0),
@@ -263,15 +280,16 @@ CASES = [
         id="unet-negative-filters"),
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="mobilenet"),
-        ValueError, r"`backbone` must be one of \['resnet50', 'vgg16'\]",
+        ValueError,
+        r"`backbone` must be one of \['resnet50', 'vgg16'\]; received backbone='mobilenet'",
         id="unet-unknown-backbone"),
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="vgg16", decoder_filters=(8, 8)),
-        ValueError, r"`decoder_filters` must list 5 widths",
+        ValueError, r"`decoder_filters` must list 5 widths .*; received decoder_filters=\(8, 8\)",
         id="unet-decoder-filters-length"),
     pytest.param(
         lambda fx: classifier.build_cnn_classifier(3, (32, 32, 3), filters=()),
-        ValueError, r"`filters` must hold at least one integer",
+        ValueError, r"`filters` must hold at least one integer; received filters=\(\)",
         id="cnn-no-filters"),
     pytest.param(
         lambda fx: classifier.build_cnn_classifier(3, (32, 32, 3), pooling="min"),
@@ -279,29 +297,36 @@ CASES = [
         id="cnn-unknown-pooling"),
     pytest.param(
         lambda fx: classifier.build_cnn_classifier(3, (4, 4, 3), filters=(2, 2, 2)),
-        ValueError, r"`input_shape` \(4, 4, 3\) is too small .* must be >= 8",
+        ValueError, r"`input_shape` is too small .* must be >= 8; received input_shape=\(4, 4, 3\)",
         id="cnn-input-smaller-than-stride"),
     pytest.param(
         lambda fx: classifier.build_cnn_classifier(3, (None, None, 3), head="flatten"),
-        ValueError, r"`head`='flatten' needs a fixed input size",
+        ValueError,
+        r"`head`='flatten' needs a fixed input size; received input_shape=\(None, None, 3\)",
         id="cnn-flatten-any-size"),
     pytest.param(
         lambda fx: classifier.build_lenet5(10, (28, 28, 3)),
-        ValueError, r"`input_shape` \(28, 28, 3\) is too small .* must be >= 32",
+        ValueError,
+        r"`input_shape` is too small .* must be >= 32; received input_shape=\(28, 28, 3\)",
         id="lenet5-too-small"),
     pytest.param(
         lambda fx: classifier.build_transfer_classifier("vgg16", 3, mode="finetune",
             weights=None),
-        ValueError, r"`mode` must be one of \['feature_extraction', 'fine_tuning'\]",
+        ValueError,
+        r"`mode` must be one of \['feature_extraction', 'fine_tuning'\]; "
+        r"received mode='finetune'",
         id="transfer-unknown-mode"),
     pytest.param(
         lambda fx: classifier.build_transfer_classifier("vgg16", 3, finetune_blocks=6,
             weights=None),
-        ValueError, r"`finetune_blocks` must be an integer from 1 to 5",
+        ValueError,
+        r"`finetune_blocks` must be an integer from 1 to 5.*; received finetune_blocks=6",
         id="transfer-too-many-blocks"),
     pytest.param(
         lambda fx: autoencoder.build_conv_encoder((30, 30, 3), 4, filters=(2, 2)),
-        ValueError, r"`input_shape` height and width must be multiples of the network stride 4",
+        ValueError,
+        r"`input_shape` height and width must be multiples of the network stride 4; "
+        r"received input_shape=\(30, 30, 3\)",
         id="encoder-size-not-multiple-of-stride"),
     pytest.param(
         lambda fx: autoencoder.build_conv_decoder(0, (8, 8, 3), filters=(2,)),
@@ -309,16 +334,19 @@ CASES = [
         id="decoder-zero-latent-dim"),
     pytest.param(
         lambda fx: gan.build_dcgan_generator(2, (16, 16, 1), filters=(2,)),
-        ValueError, r"`output_shape` must end with 3 channels",
+        ValueError,
+        r"`output_shape` must end with 3 channels \(RGB\); received output_shape=\(16, 16, 1\)",
         id="generator-one-channel"),
     pytest.param(
         lambda fx: diffusion.build_denoiser((8, 8, 3), widths=(12,), groups=8),
-        ValueError, r"`widths` must all be multiples of groups=8",
+        ValueError, r"`widths` must all be multiples of groups=8 .*; received widths=\(12,\)",
         id="denoiser-widths-vs-groups"),
     # --- Trainers ---
     pytest.param(
         lambda fx: autoencoder.VAE(fx.networks.plain_encoder, fx.networks.decoder),
-        ValueError, r"`encoder` must output \[z_mean, z_log_var\]",
+        ValueError,
+        r"`encoder` must output \[z_mean, z_log_var\] .*; "
+        r"received outputs of shapes \[\(None, 2\)\]",
         id="vae-plain-encoder"),
     pytest.param(
         lambda fx: _vae(fx, beta=0.0),
@@ -336,11 +364,13 @@ CASES = [
         id="vae-unknown-optimizer"),
     pytest.param(
         lambda fx: _gan(fx, label_smoothing=1.0),
-        ValueError, r"`label_smoothing` must be in \[0, 1\)",
+        ValueError, r"`label_smoothing` must be in \[0, 1\); received label_smoothing=1\.0",
         id="gan-label-smoothing-one"),
     pytest.param(
         lambda fx: gan.GAN(fx.networks.generator, fx.networks.generator),
-        ValueError, r"`discriminator` must take the generator's images \(8, 8, 3\)",
+        ValueError,
+        r"`discriminator` must take the generator's images \(8, 8, 3\); "
+        r"received a discriminator with input shape \(None, 2\)",
         id="gan-discriminator-mismatch"),
     pytest.param(
         lambda fx: _gan(fx, gan.WGAN, n_critic=0),
@@ -379,7 +409,8 @@ CASES = [
         id="loss-unknown-name"),
     pytest.param(
         lambda fx: losses.get_segmentation_loss("focal", num_classes=3, alpha=[1.0, 1.0]),
-        ValueError, r"`alpha` must have one entry per class \(3\)",
+        ValueError,
+        r"`alpha` must have one entry per class \(3\); received 2 entries: alpha=\[1\.0, 1\.0\]",
         id="loss-alpha-length"),
     pytest.param(
         lambda fx: losses.SparseCategoricalCrossentropy(from_logits="yes"),
@@ -387,11 +418,14 @@ CASES = [
         id="loss-from-logits-not-bool"),
     pytest.param(
         lambda fx: losses.SparseCategoricalCrossentropy()(_labels(2, 8, 8), _scores(2, 8, 3)),
-        ValueError, r"`y_pred` must have rank 4 \[batch, height, width, num_classes\]",
+        ValueError,
+        r"`y_pred` must have rank 4 \[batch, height, width, num_classes\]; "
+        r"received shape \(2, 8, 3\)",
         id="loss-rank-3-predictions"),
     pytest.param(
         lambda fx: losses.DiceLoss()(_labels(2, 8), _scores(2, 8, 8, 3)),
-        ValueError, r"`y_true` must have rank 3 \[batch, height, width\]",
+        ValueError,
+        r"`y_true` must have rank 3 \[batch, height, width\] .*; received shape \(2, 8\)",
         id="loss-rank-2-labels"),
     pytest.param(
         lambda fx: losses.DiceLoss()(_labels(2, 4, 4), _scores(2, 8, 8, 3)),
@@ -400,11 +434,14 @@ CASES = [
         id="loss-mask-size-mismatch"),
     pytest.param(
         lambda fx: losses.SparseFocalLoss()(_labels(3, 8, 8), _scores(2, 8, 8, 3)),
-        ValueError, r"`y_true` \[batch, height, width\] must match the batch size",
+        ValueError,
+        r"`y_true` \[batch, height, width\] must match the batch size.*; "
+        r"received y_true shape \(3, 8, 8\)",
         id="loss-batch-mismatch"),
     pytest.param(
         lambda fx: losses.CombinedLoss([losses.DiceLoss(), losses.SparseFocalLoss()], [1.0]),
-        ValueError, r"`weights` must be a list with one number per loss \(2\)",
+        ValueError,
+        r"`weights` must be a list with one number per loss \(2\); received weights=\[1\.0\]",
         id="combined-loss-weights-length"),
     # --- Metrics ---
     pytest.param(
@@ -417,11 +454,15 @@ CASES = [
         id="miou-ignore-label-string"),
     pytest.param(
         lambda fx: metrics.MeanIoU(3).update_state(_labels(2, 8, 8), _scores(2, 8, 8, 4)),
-        ValueError, r"`y_pred` must have num_classes=3 entries on its last axis",
+        ValueError,
+        r"`y_pred` must have num_classes=3 entries on its last axis; "
+        r"received shape \(2, 8, 8, 4\)",
         id="miou-wrong-class-count"),
     pytest.param(
         lambda fx: metrics.PixelAccuracy(3).update_state(_labels(2, 4, 4), _scores(2, 8, 8, 3)),
-        ValueError, r"`y_true` \[batch, height, width\] must match .* `y_pred` \(2, 8, 8\)",
+        ValueError,
+        r"`y_true` \[batch, height, width\] must match .* `y_pred` \(2, 8, 8\); "
+        r"received y_true shape \(2, 4, 4\)",
         id="pixel-accuracy-mask-size-mismatch"),
     pytest.param(
         lambda fx: metrics.MeanDice(3).update_state(tf.fill([2, 8, 8], "cat"), _scores(2, 8, 8, 3)),
@@ -429,7 +470,9 @@ CASES = [
         id="mean-dice-string-labels"),
     pytest.param(
         lambda fx: metrics.frechet_distance(np.zeros((4, 3)), np.zeros((4, 5))),
-        ValueError, r"`features_a` and `features_b` must have the same number of features",
+        ValueError,
+        r"`features_a` and `features_b` must have the same number of features; "
+        r"received shapes \(4, 3\) and \(4, 5\)",
         id="fid-feature-width-mismatch"),
     pytest.param(
         lambda fx: metrics.kernel_distance(np.zeros((4, 3)), np.zeros((4, 3)), subset_size=1),
@@ -438,41 +481,56 @@ CASES = [
     # --- Data: folders of files ---
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["missing"]),
-        ValueError, r"`images_dir` must be an existing directory",
+        ValueError,
+        r"`images_dir` must be an existing directory; received images_dir='.*no_such_dir'",
         id="folder-missing"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["empty"]),
-        ValueError, r"`images_dir` holds no \.jpg/\.jpeg/\.png files",
+        ValueError,
+        r"`images_dir` holds no \.jpg/\.jpeg/\.png files; received images_dir='.*empty.images'",
         id="folder-empty"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["no_mask"]),
         ValueError,
-        r"image\(s\) in `images_dir` .* have no mask with the same stem in `masks_dir`.*'b'",
+        r"1 image\(s\) in `images_dir` have no mask with the same stem in `masks_dir`: 'b'; "
+        r"received images_dir='.*no_mask.images', masks_dir='.*no_mask.masks'",
         id="folder-image-without-mask"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["size_mismatch"]),
         ValueError,
-        r"`images_dir`/`masks_dir`: 'a \(image 32x32, mask 24x32\)'\. Masks must label every pixel",
+        r"`images_dir`/`masks_dir`: 'a \(image 32x32, mask 24x32\)'; "
+        r"received images_dir='.*size_mismatch.images', masks_dir='.*size_mismatch.masks'\. "
+        r"Masks must label every pixel",
         id="folder-mask-size-mismatch"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["not_an_image"]),
-        ValueError, r"`images_dir` must hold readable JPEG or PNG images; .*a\.jpg' is not one",
+        ValueError,
+        r"`images_dir` must hold readable JPEG or PNG images; "
+        r"received images_dir file '.*not_an_image.images.a\.jpg', which is not one",
         id="folder-html-saved-as-jpg"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["truncated_png"]),
-        ValueError, r"`images_dir` must hold complete JPEG or PNG images; .* truncated PNG",
+        ValueError,
+        r"`images_dir` must hold complete JPEG or PNG images; "
+        r"received images_dir file '.*truncated_png.images.a\.png', a truncated PNG",
         id="folder-truncated-png"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["truncated_jpeg"]),
-        ValueError, r"`images_dir` must hold complete JPEG or PNG images; .* truncated JPEG",
+        ValueError,
+        r"`images_dir` must hold complete JPEG or PNG images; "
+        r"received images_dir file '.*truncated_jpeg.images.a\.jpg', a truncated JPEG",
         id="folder-truncated-jpeg"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["truncated_mask"]),
-        ValueError, r"`masks_dir` must hold complete JPEG or PNG images; .* truncated PNG",
+        ValueError,
+        r"`masks_dir` must hold complete JPEG or PNG images; "
+        r"received masks_dir file '.*truncated_mask.masks.a\.png', a truncated PNG",
         id="folder-truncated-mask"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["rgb_mask"]),
-        ValueError, r"Masks in `masks_dir` must be single-channel PNGs .*\(mode RGB\)",
+        ValueError,
+        r"Masks in `masks_dir` must be single-channel PNGs .*; "
+        r"received masks_dir='.*rgb_mask.masks' holding 'a\.png \(mode RGB\)'",
         id="folder-rgb-mask"),
     pytest.param(
         lambda fx: data.load_segmentation_folder(*fx.folders["empty"], image_size=0),
@@ -481,23 +539,32 @@ CASES = [
     # --- Data: batches, datasets, generators, tfds ---
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, value=7), 3),
-        ValueError, r"`masks` contains label values 7 outside \[0, num_classes=3\)",
+        ValueError,
+        r"`masks` contains label values 7 outside \[0, num_classes=3\) .*; "
+        r"received masks with label values 7\.",
         id="batch-label-out-of-range"),
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, value=-1), 3),
-        ValueError, r"`masks` contains label values -1 outside \[0, num_classes=3\)",
+        ValueError,
+        r"`masks` contains label values -1 outside \[0, num_classes=3\) .*; "
+        r"received masks with label values -1\.",
         id="batch-negative-label"),
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 6, 8), 3),
-        ValueError, r"`masks` must match the batch size, height and width of `images` \(2, 8, 8\)",
+        ValueError,
+        r"`masks` must match the batch size, height and width of `images` \(2, 8, 8\); "
+        r"received masks shape \(2, 6, 8\)",
         id="batch-mask-size-mismatch"),
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3), _labels(2, 8, 8, 1), 3),
-        ValueError, r"`masks` must be a rank-3 batch \[batch, height, width\].*masks\[\.\.\., 0\]",
+        ValueError,
+        r"`masks` must be a rank-3 batch \[batch, height, width\] of class ids; "
+        r"received shape \(2, 8, 8, 1\) \(drop the channel axis: masks\[\.\.\., 0\]\)",
         id="batch-mask-with-channel-axis"),
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 1), _labels(2, 8, 8), 3),
-        ValueError, r"`images` must have 3 channels \(RGB\)",
+        ValueError,
+        r"`images` must have 3 channels \(RGB\) in its last axis; received shape \(2, 8, 8, 1\)",
         id="batch-grayscale-images"),
     pytest.param(
         lambda fx: data.check_segmentation_batch(np.full((2, 8, 8, 3), "x"), _labels(2, 8, 8), 3),
@@ -506,7 +573,8 @@ CASES = [
     pytest.param(
         lambda fx: data.check_segmentation_batch(_rgb(2, 8, 8, 3, value=1000.0),
             _labels(2, 8, 8), 3),
-        ValueError, r"`images` must be raw RGB in \[0, 255\]",
+        ValueError,
+        r"`images` must be raw RGB in \[0, 255\] .*; received values in \[1e\+03, 1e\+03\]",
         id="batch-images-out-of-range"),
     pytest.param(
         lambda fx: data.validate_dataset(_pairs(_rgb(0, 8, 8, 3), _labels(0, 8, 8)), 3),
@@ -514,11 +582,15 @@ CASES = [
         id="dataset-empty"),
     pytest.param(
         lambda fx: data.validate_dataset(tf.data.Dataset.range(3), 3),
-        ValueError, r"`ds` must yield \(images, masks\) pairs",
+        ValueError,
+        r"`ds` must yield \(images, masks\) pairs; "
+        r"received ds with element_spec=TensorSpec\(shape=\(\), dtype=tf\.int64",
         id="dataset-not-pairs"),
     pytest.param(
         lambda fx: data.validate_dataset(_pairs(_rgb(1, 8, 8, 3), _labels(1, 8, 8, value=9)), 3),
-        ValueError, r"`masks` contains label values 9 outside \[0, num_classes=3\)",
+        ValueError,
+        r"`masks` contains label values 9 outside \[0, num_classes=3\) .*; "
+        r"received masks with label values 9\.",
         id="dataset-label-out-of-range"),
     pytest.param(
         lambda fx: data.make_shapes_scenes(2, image_size=8),
@@ -539,14 +611,14 @@ CASES = [
         id="shapes-negative-noise"),
     pytest.param(
         lambda fx: data.load_tfds_segmentation("not_a_dataset", download=False),
-        ValueError, r"`name` is not a TensorFlow Datasets name: name='not_a_dataset'",
+        ValueError, r"`name` is not a TensorFlow Datasets name; received name='not_a_dataset'",
         id="tfds-unknown-name"),
     pytest.param(
         lambda fx: data.load_tfds_classification("mnist", data_dir=str(fx.tmp_path),
                                                  download=False),
         RuntimeError,
-        r"TFDS dataset 'mnist' is not prepared in data_dir=.* and download=False\. "
-        r"Run once with download=True",
+        r"TFDS dataset 'mnist' is not prepared in `data_dir` .* and `download` is off; "
+        r"received data_dir='.*', download=False\. Run once with download=True",
         id="tfds-data-absent-offline"),
     pytest.param(
         lambda fx: data.load_tfds_classification("mnist", image_size="big"),
@@ -561,7 +633,9 @@ CASES = [
         id="pipeline-zero-batch"),
     pytest.param(
         lambda fx: data.build_segmentation_augmenter(fill_mode="mirror"),
-        ValueError, r"`fill_mode` must be one of \['constant', 'nearest', 'reflect', 'wrap'\]",
+        ValueError,
+        r"`fill_mode` must be one of \['constant', 'nearest', 'reflect', 'wrap'\]; "
+        r"received fill_mode='mirror'",
         id="augmenter-unknown-fill-mode"),
     # --- Exported signatures and loading ---
     pytest.param(
@@ -577,7 +651,8 @@ CASES = [
     pytest.param(
         lambda fx: fx.serving.images(images=tf.zeros([0, 32, 32, 3], tf.uint8)),
         InvalidArgument,
-        r"`images` must be uint8 .* with batch, height and width >= 1.*\[0 32 32 3\]",
+        r"`images` must be uint8 .* with batch, height and width >= 1; "
+        r"received shape\] \[0 32 32 3\]",
         id="serving-empty-batch"),
     # TensorFlow checks a signature's dtypes before running it: its message
     # names the input by position (`images` is the only one) and the dtype.
@@ -589,18 +664,20 @@ CASES = [
     pytest.param(
         lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([fx.serving.png, b"aGVsbG8="])),
         InvalidArgument,
-        r"`image_bytes` must hold complete JPEG, PNG.*could not be decoded as images"
-        r".*\] \[1\]",
+        r"`image_bytes` must hold complete JPEG, PNG.*; received image_bytes whose "
+        r"entries at these indices could not be decoded as images.*\] \[1\]",
         id="serving-base64-text-not-bytes"),
     pytest.param(
         lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([fx.serving.png[:200]])),
         InvalidArgument,
-        r"`image_bytes` must hold complete JPEG, PNG.*could not be decoded.*\] \[0\]",
+        r"`image_bytes` must hold complete JPEG, PNG.*; received image_bytes whose "
+        r"entries at these indices could not be decoded as images.*\] \[0\]",
         id="serving-truncated-png"),
     pytest.param(
         lambda fx: fx.serving.image_bytes(image_bytes=tf.constant([], tf.string)),
         InvalidArgument,
-        r"`image_bytes` must be a vector \[batch\] of encoded images with batch >= 1",
+        r"`image_bytes` must be a vector \[batch\] of encoded images with batch >= 1; "
+        r"received shape\] \[0\]",
         id="serving-bytes-empty-batch"),
     pytest.param(
         lambda fx: export_image_model(fx.serving.model, "unused", outputs="softmax"),
@@ -609,7 +686,9 @@ CASES = [
         id="export-unknown-outputs"),
     pytest.param(
         lambda fx: load_export(fx.keras_files["missing"]),
-        ValueError, r"`path` holds no SavedModel \(no saved_model.pb\)",
+        ValueError,
+        r"`path` holds no SavedModel \(no saved_model\.pb\); "
+        r"received path='.*missing\.keras'",
         id="load-export-missing"),
     pytest.param(
         lambda fx: load_model(fx.keras_files["missing"]),
@@ -617,19 +696,27 @@ CASES = [
         id="load-model-missing-file"),
     pytest.param(
         lambda fx: load_model(fx.keras_files["h5"]),
-        ValueError, r"`path` must name a `\.keras` file \(the Keras 3 format\)",
+        ValueError,
+        r"`path` must name a `\.keras` file \(the Keras 3 format\); "
+        r"received path='.*model\.h5'",
         id="load-model-wrong-extension"),
     pytest.param(
         lambda fx: load_model(fx.keras_files["text"]),
-        ValueError, r"`path` must be a `\.keras` zip archive; .* not a complete zip file",
+        ValueError,
+        r"`path` must be a `\.keras` zip archive, but is not a complete zip file .*; "
+        r"received path='.*text\.keras'",
         id="load-model-text-file"),
     pytest.param(
         lambda fx: load_model(fx.keras_files["truncated"]),
-        ValueError, r"`path` must be a `\.keras` zip archive; .* not a complete zip file",
+        ValueError,
+        r"`path` must be a `\.keras` zip archive, but is not a complete zip file .*; "
+        r"received path='.*truncated\.keras'",
         id="load-model-truncated-file"),
     pytest.param(
         lambda fx: load_model(fx.keras_files["lambda"]),
-        ValueError, r"`path` must hold a model without `Lambda` layers; .*\['double'\]",
+        ValueError,
+        r"`path` must hold a model without `Lambda` layers; "
+        r"received path='.*lambda\.keras', which holds \['double'\]",
         id="load-model-lambda-layer"),
 ]
 
@@ -646,7 +733,8 @@ def test_bad_input_is_reported_clearly(call, error, match, request):
 
 RECIPE_CASES = [
     pytest.param("fcn_transfer", ["--variant", "4s"],
-                 r"argument --variant: invalid choice: '4s' \(choose from .*32s", id="fcn-variant"),
+                 r"--variant must be one of \['16s', '32s', '8s'\]; received '4s'",
+                 id="fcn-variant"),
     pytest.param("unet", ["--epochs", "0"], r"--epochs must be >= 1; received 0",
                  id="unet-zero-epochs"),
     pytest.param("unet", ["--learning-rate", "nan"], r"--learning-rate must be > 0; received nan",
@@ -654,13 +742,17 @@ RECIPE_CASES = [
     pytest.param("unet", ["--seed", "-1"], r"--seed must be >= 0; received -1",
                  id="unet-negative-seed"),
     pytest.param("unet", ["--precision", "float8"],
-                 r"argument --precision: invalid choice: 'float8'", id="unet-unknown-precision"),
+                 r"--precision must be one of \[.*'float32'.*\]; received 'float8'",
+                 id="unet-unknown-precision"),
     pytest.param("unet", ["--backbone", "vgg16", "--weights", "{missing_weights}"],
-                 r"`weights` file does not exist: .*Pass an existing", id="unet-missing-weights"),
+                 r"`weights` file does not exist: weights='.*missing\.weights\.h5'\. "
+                 r"Pass an existing",
+                 id="unet-missing-weights"),
     pytest.param("unet", ["--dataset", "folder"],
                  r"--dataset folder needs --images-dir, --masks-dir and --num-classes",
                  id="unet-folder-without-dirs"),
-    pytest.param("vae", ["--filters", "32,x"], r"--filters must be comma-separated positive ints",
+    pytest.param("vae", ["--filters", "32,x"],
+                 r"--filters must be comma-separated positive ints .*; received '32,x'",
                  id="vae-filters-not-ints"),
     pytest.param("vae", ["--image-size", "30"],
                  r"`input_shape` height and width must be multiples of the network stride 8; "
@@ -670,7 +762,7 @@ RECIPE_CASES = [
                  r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
                  id="dcgan-negative-time-budget"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
-                 r"argument --batch-size: invalid int value: 'many'", id="cnn-batch-size-not-int"),
+                 r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
 ]
 
 

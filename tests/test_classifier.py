@@ -134,7 +134,8 @@ def test_cnn_bad_arguments(kwargs, match):
 
 
 def test_input_too_small_for_the_poolings_names_the_minimum():
-    with pytest.raises(ValueError, match=r"input_shape` \(8, 8, 3\) is too small for 4 poolings.* >= 16"):
+    with pytest.raises(ValueError, match=r"input_shape` is too small for 4 poolings.* >= 16; "
+                                         r"received input_shape=\(8, 8, 3\)"):
         build_cnn_classifier(3, (8, 8, 3), filters=(4, 4, 4, 4))
     assert build_cnn_classifier(3, (16, 16, 3), filters=(4, 4, 4, 4)).output_shape == (None, 3)
     with pytest.raises(ValueError, match=r"too small for LeNet-5.* >= 32"):

@@ -113,8 +113,9 @@ def test_a_keras_file_with_a_corrupt_config_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", "{ not json")
         archive.writestr("metadata.json", "{}")
-    with pytest.raises(ValueError, match=r"`path` must be a readable `\.keras` archive; the "
-                                         r"config\.json of .* is corrupt"):
+    with pytest.raises(ValueError, match=r"`path` must be a readable `\.keras` archive, but its "
+                                         r"config\.json is corrupt .*; "
+                                         r"received path=.*corrupt\.keras"):
         load_model(path)
 
 
@@ -123,7 +124,8 @@ def test_a_zip_without_a_config_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(ValueError,
-                       match=r"`path` must be a `\.keras` archive holding a config\.json"):
+                       match=r"`path` must be a `\.keras` archive holding a config\.json; "
+                             r"received path=.*other\.keras"):
         load_model(path)
 
 

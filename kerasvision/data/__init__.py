@@ -43,6 +43,7 @@ from kerasvision.data.augment import (
 from kerasvision.data.checks import (
     IMAGE_END_MARKERS,
     IMAGE_TAIL_BYTES,
+    MAX_IMAGE_PIXELS,
     check_segmentation_batch,
     open_image_file,
     validate_dataset,
@@ -78,6 +79,7 @@ from kerasvision.data.shapes import (
 __all__ = [
     "IMAGE_END_MARKERS",
     "IMAGE_TAIL_BYTES",
+    "MAX_IMAGE_PIXELS",
     "PETS_CLASS_NAMES",
     "SHAPES_CLASSIFICATION_NAMES",
     "SHAPES_CLASS_NAMES",

@@ -65,19 +65,21 @@ def open_image_file(arg, path, max_pixels=MAX_IMAGE_PIXELS):
             image = Image.open(path)
     except Image.DecompressionBombError as error:
         raise ValueError(
-            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; {path!r} "
-            f"declares more ({error}; not decoded)."
+            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; received "
+            f"{arg} file {path!r}, which declares more ({error}; not decoded)."
         ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(
-            f"`{arg}` must hold readable JPEG or PNG images; {path!r} is not one ({error})."
+            f"`{arg}` must hold readable JPEG or PNG images; received {arg} file {path!r}, "
+            f"which is not one ({error})."
         ) from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
         raise ValueError(
-            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; {path!r} "
-            f"declares {width} x {height} = {width * height:,} (not decoded)."
+            f"`{arg}` must hold images of at most max_pixels={max_pixels:,} pixels; received "
+            f"{arg} file {path!r}, which declares {width} x {height} = {width * height:,} "
+            f"(not decoded)."
         )
     marker = IMAGE_END_MARKERS.get(image.format)
     if marker is not None:
@@ -87,8 +89,9 @@ def open_image_file(arg, path, max_pixels=MAX_IMAGE_PIXELS):
         if not complete:
             image.close()
             raise ValueError(
-                f"`{arg}` must hold complete JPEG or PNG images; {path!r} is a truncated "
-                f"{image.format} file (no end-of-image marker): copy it again or remove it."
+                f"`{arg}` must hold complete JPEG or PNG images; received {arg} file {path!r}, "
+                f"a truncated {image.format} file (no end-of-image marker): copy it again or "
+                f"remove it."
             )
     return image
 
@@ -155,7 +158,7 @@ def check_segmentation_batch(images, masks, num_classes, ignore_label=IGNORE_LAB
         raise ValueError(
             f"`masks` contains label values {_few(bad.tolist(), 10)} outside "
             f"[0, num_classes={num_classes}) (ignore_label={ignore_label} is also allowed); "
-            f"values found: {_few(values.tolist(), 20)}."
+            f"received masks with label values {_few(values.tolist(), 20)}."
         )
     return values
 
@@ -178,7 +181,9 @@ def validate_dataset(ds, num_classes, num_batches=1, ignore_label=IGNORE_LABEL):
         raise ValueError(f"`ds` must be a tf.data.Dataset; received {type(ds).__name__}.")
     spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
-        raise ValueError(f"`ds` must yield (images, masks) pairs; its element spec is {spec}.")
+        raise ValueError(
+            f"`ds` must yield (images, masks) pairs; received ds with element_spec={spec}."
+        )
     checked = 0
     for images, masks in ds.take(num_batches):
         if images.shape.rank == 3:

@@ -77,7 +77,7 @@ def _tfds_named_builder(name, data_dir):
         # tfds lists every registered dataset; keep only its suggestion.
         hint = [line.strip() for line in str(error).splitlines() if "Did you mean" in line]
         raise ValueError(
-            f"`name` is not a TensorFlow Datasets name: name={name!r}. {' '.join(hint)}"
+            f"`name` is not a TensorFlow Datasets name; received name={name!r}. {' '.join(hint)}"
         ) from None
 
 
@@ -98,8 +98,9 @@ def _tfds_builder(name, data_dir, download):
     )
     if not download:
         raise RuntimeError(
-            f"TFDS dataset '{name}' is not prepared in {where} (looked for "
-            f"{builder.data_dir}) and download=False. {how}"
+            f"TFDS dataset '{name}' is not prepared in `data_dir` (looked for "
+            f"{builder.data_dir}) and `download` is off; received data_dir={data_dir!r}, "
+            f"download=False. {how}"
         )
     try:
         builder.download_and_prepare()
@@ -373,14 +374,16 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None, max_pixels=
     no_mask = sorted(set(images) - set(masks))
     if no_mask:
         raise ValueError(
-            f"{len(no_mask)} image(s) in `images_dir` ({images_dir}) have no mask with the same "
-            f"stem in `masks_dir` ({masks_dir}): {_few(no_mask)}."
+            f"{len(no_mask)} image(s) in `images_dir` have no mask with the same stem in "
+            f"`masks_dir`: {_few(no_mask)}; received images_dir={images_dir!r}, "
+            f"masks_dir={masks_dir!r}."
         )
     no_image = sorted(set(masks) - set(images))
     if no_image:
         raise ValueError(
-            f"{len(no_image)} mask(s) in `masks_dir` ({masks_dir}) have no image with the same "
-            f"stem in `images_dir` ({images_dir}): {_few(no_image)}."
+            f"{len(no_image)} mask(s) in `masks_dir` have no image with the same stem in "
+            f"`images_dir`: {_few(no_image)}; received masks_dir={masks_dir!r}, "
+            f"images_dir={images_dir!r}."
         )
     stems = sorted(images)
     mismatched, multichannel = [], []
@@ -396,12 +399,13 @@ def load_segmentation_folder(images_dir, masks_dir, image_size=None, max_pixels=
     if mismatched:
         raise ValueError(
             f"Image and mask sizes (height x width) differ for {len(mismatched)} pair(s) in "
-            f"`images_dir`/`masks_dir`: {_few(mismatched, 3)}. Masks must label every pixel."
+            f"`images_dir`/`masks_dir`: {_few(mismatched, 3)}; received images_dir={images_dir!r}, "
+            f"masks_dir={masks_dir!r}. Masks must label every pixel."
         )
     if multichannel:
         raise ValueError(
             f"Masks in `masks_dir` must be single-channel PNGs of class ids (grayscale or "
-            f"palette); received {_few(multichannel, 3)}."
+            f"palette); received masks_dir={masks_dir!r} holding {_few(multichannel, 3)}."
         )
 
     def read(image_path, mask_path):

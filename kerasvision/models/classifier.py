@@ -123,8 +123,8 @@ def _check_min_size(input_shape, min_size, reason):
     for size in input_shape[:2]:
         if size is not None and size < min_size:
             raise ValueError(
-                f"`input_shape` {tuple(input_shape)} is too small for {reason}: height and "
-                f"width must be >= {min_size}."
+                f"`input_shape` is too small for {reason}: height and width must be >= "
+                f"{min_size}; received input_shape={tuple(input_shape)}."
             )
 
 

@@ -20,6 +20,44 @@ from kerasvision.training import PRECISIONS, select_precision
 
 SMOKE_BATCH_SIZE = 4
 
+# What a flag of these types must be, in the words of `kerasvision.validation`.
+_TYPE_WORDS = {int: "an integer", float: "a number"}
+
+
+class _RecipeArgumentParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose bad-value errors read like every other recipe error.
+
+    argparse reports a bad choice or number in its own words ("argument
+    --variant: invalid choice: ..."); these are the two places where it
+    rejects a flag's value, so they say "--flag must be ...; received value"
+    instead (`error()` only sees argparse's finished sentence). An
+    `ArgumentError` without an action prints as its message alone.
+    """
+
+    def _get_value(self, action, arg_string):
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError:
+            if action.type not in _TYPE_WORDS:  # a custom type's own message stays
+                raise
+            raise argparse.ArgumentError(
+                None, f"{_flag(action)} must be {_TYPE_WORDS[action.type]}; "
+                f"received {arg_string!r}."
+            ) from None
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(
+                None, f"{_flag(action)} must be one of {sorted(action.choices)}; "
+                f"received {value!r}."
+            )
+
+
+def _flag(action):
+    """The name users type for `action`: its long option, or a positional's name."""
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return action.metavar or action.dest
 
 
 def recipe_parser(description, **defaults):
@@ -33,7 +71,7 @@ def recipe_parser(description, **defaults):
     Returns:
         `argparse.ArgumentParser`; add recipe flags, then call `parse_args`.
     """
-    parser = argparse.ArgumentParser(
+    parser = _RecipeArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common = parser.add_argument_group("common recipe flags")
