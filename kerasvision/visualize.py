@@ -492,3 +492,177 @@ def plot_class_heatmaps(image, heatmaps, class_names, path, stride, window, mask
     fig.legend(handles=handles, loc="lower center", ncol=min(num_classes, 6), fontsize=7,
                frameon=False)
     return _save(fig, path)
+
+
+_DETECTION_TILE_INCHES = 2.5
+_DETECTION_LEGEND_INCHES = 0.5
+
+
+def _detection_rows(name, data, keys, count):
+    """Per-image dicts of numpy arrays, from a list of dicts or one dict of batched arrays."""
+    if isinstance(data, dict):
+        if any(key not in data for key in keys):
+            raise ValueError(f"`{name}` must have keys {list(keys)}; received {sorted(data)}.")
+        batched = {key: _to_numpy(data[key]) for key in keys}
+        data = [{key: batched[key][i] for key in keys} for i in range(batched[keys[0]].shape[0])]
+    data = list(data)
+    if len(data) != count:
+        raise ValueError(
+            f"`{name}` must have one entry per image ({count}); received {len(data)}."
+        )
+    rows = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict) or any(key not in entry for key in keys):
+            raise ValueError(f"`{name}[{index}]` must be a dict with keys {list(keys)}.")
+        classes = _to_numpy(entry["classes"]).astype(np.int64).reshape(-1)
+        boxes = _to_numpy(entry["boxes"]).astype(np.float64).reshape(-1, 4)
+        if boxes.shape[0] != classes.size:
+            raise ValueError(
+                f"`{name}[{index}]['boxes']` must have one xyxy box per class id "
+                f"({classes.size}); received shape {boxes.shape}."
+            )
+        row = {"boxes": boxes, "classes": classes}
+        if "scores" in keys:
+            row["scores"] = _to_numpy(entry["scores"]).astype(np.float64).reshape(-1)
+        keep = classes >= 0  # class -1 marks padding rows
+        rows.append({key: value[keep] for key, value in row.items()})
+    return rows
+
+
+def plot_detections(images, detections, class_names, path, ground_truth=None,
+                    score_threshold=0.3, ncols=4):
+    """A grid of images with predicted boxes (solid, "class score") and ground truth (dashed).
+
+    Boxes are xyxy pixels (the `kerasvision.boxes` contract), coloured by
+    class (`class_palette` without its background colour, so class 0 is
+    coloured too); rows with class -1 are padding and are skipped. Each image
+    fills a 2.5-inch square tile (200 pixels at the module's 80 dpi), with a
+    0.5-inch legend band below the grid.
+
+    Args:
+        images: `[N, H, W, 3]` RGB in [0, 255].
+        detections: per-image dicts `{"boxes": [M, 4], "scores": [M],
+            "classes": [M]}`, or one dict of batched padded arrays (as
+            `kerasvision.boxes.batched_non_max_suppression` returns).
+        class_names: sequence of `C` names, indexed by class id.
+        path: output PNG path.
+        ground_truth: optional per-image dicts `{"boxes": [N, 4], "classes": [N]}`
+            (or one batched dict), drawn dashed.
+        score_threshold: float; detections with a lower score are not drawn.
+        ncols: int >= 1, tiles per row.
+
+    Returns:
+        `path`. The PNG is `200 * min(ncols, N)` pixels wide and
+        `200 * ceil(N / ncols) + 40` pixels high.
+    """
+    from matplotlib.patches import Rectangle
+
+    images = _check_batch("images", images, (4,))
+    class_names = list(class_names)
+    if not class_names:
+        raise ValueError("`class_names` must name at least one class; received [].")
+    score_threshold = check_float("score_threshold", score_threshold)
+    ncols = check_int("ncols", ncols, minimum=1)
+    count = images.shape[0]
+    predicted = _detection_rows("detections", detections, ("boxes", "scores", "classes"), count)
+    truth = (None if ground_truth is None
+             else _detection_rows("ground_truth", ground_truth, ("boxes", "classes"), count))
+    for name, rows in (("detections", predicted), ("ground_truth", truth or [])):
+        for index, row in enumerate(rows):
+            if row["classes"].size and row["classes"].max() >= len(class_names):
+                raise ValueError(
+                    f"`{name}[{index}]['classes']` must be < len(class_names) "
+                    f"({len(class_names)}); received class id {int(row['classes'].max())}."
+                )
+    colours = class_palette(len(class_names) + 1)[1:] / 255.0
+    cols = min(ncols, count)
+    rows_of_tiles = -(-count // cols)
+    height = _DETECTION_TILE_INCHES * rows_of_tiles + _DETECTION_LEGEND_INCHES
+    fig = Figure(figsize=(_DETECTION_TILE_INCHES * cols, height))
+    for i in range(count):
+        image = _as_uint8_image(images[i], "images")
+        ax = fig.add_subplot(rows_of_tiles, cols, i + 1)
+        ax.imshow(image, interpolation="nearest")
+        drawn = [(truth[i], "--", False)] if truth is not None else []
+        drawn.append((predicted[i], "-", True))
+        for row, style, labelled in drawn:
+            for j, (box, cls) in enumerate(zip(row["boxes"], row["classes"])):
+                if labelled and row["scores"][j] < score_threshold:
+                    continue
+                x1, y1, x2, y2 = box
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
+                                       edgecolor=colours[cls], linewidth=1.2, linestyle=style))
+                if labelled:
+                    ax.text(x1, y1, f"{class_names[cls]} {row['scores'][j]:.2f}", fontsize=6,
+                            color="white", va="bottom", clip_on=True,
+                            bbox={"facecolor": colours[cls], "alpha": 0.8, "pad": 1,
+                                  "edgecolor": "none"})
+        ax.set_xlim(0, image.shape[1])
+        ax.set_ylim(image.shape[0], 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"#{i}", fontsize=7)
+    handles = [Patch(color=colours[k], label=name) for k, name in enumerate(class_names)]
+    if truth is not None:
+        handles.append(Patch(fill=False, edgecolor="black", linestyle="--",
+                             label="ground truth (dashed)"))
+    fig.legend(handles=handles, loc="lower center", fontsize=7, frameon=False,
+               ncol=max(1, min(len(handles), int(2.2 * cols))))
+    # Fixed margins instead of tight_layout: the PNG size stays exactly the figure size.
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.25 / height,
+                        bottom=(_DETECTION_LEGEND_INCHES + 0.05) / height, wspace=0.05,
+                        hspace=0.15)
+    return _save(fig, path)
+
+
+def plot_precision_recall(curves, path):
+    """Precision-recall curves, one line per class with its AP in the legend.
+
+    Args:
+        curves: dict class name -> dict with `"recall"` `[D]`, `"precision"`
+            `[D]` (e.g. from `kerasvision.metrics.precision_recall_curve`) and
+            `"ap"` (a float, e.g. `coco_evaluate(...)["per_class_ap_50"][name]`).
+            A class whose recall is NaN (no ground truth) is listed without a line.
+        path: output PNG path.
+
+    Returns:
+        `path`. The PNG is 400 x 320 pixels (5 x 4 inches at 80 dpi).
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(
+            "`curves` must be a non-empty dict of class name -> {'recall', 'precision', "
+            f"'ap'}}; received {curves!r}."
+        )
+    fig = Figure(figsize=(5.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    colours = class_palette(len(curves) + 1)[1:] / 255.0
+    for k, (name, curve) in enumerate(curves.items()):
+        if not isinstance(curve, dict) or any(key not in curve for key in
+                                              ("recall", "precision", "ap")):
+            raise ValueError(
+                f"`curves[{name!r}]` must be a dict with keys 'recall', 'precision' and 'ap'; "
+                f"received {curve!r}."
+            )
+        recall = _to_numpy(curve["recall"]).astype(np.float64).reshape(-1)
+        precision = _to_numpy(curve["precision"]).astype(np.float64).reshape(-1)
+        if recall.shape != precision.shape:
+            raise ValueError(
+                f"`curves[{name!r}]` recall and precision must have the same length; "
+                f"received {recall.size} and {precision.size} values."
+            )
+        ap = float(curve["ap"])
+        if recall.size == 0 or np.all(np.isnan(recall)):
+            ax.plot([], [], color=colours[k], label=f"{name} (AP {ap:.3f})")
+            continue
+        # Start the line at recall 0 so that a class with one detection is still visible.
+        ax.plot(np.concatenate([[0.0], recall]), np.concatenate([[precision[0]], precision]),
+                color=colours[k], linewidth=1.2, label=f"{name} (AP {ap:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall", fontsize=8)
+    ax.set_ylabel("precision", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.95, bottom=0.12)
+    return _save(fig, path)

@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "kerasvision"
 
 # Lowest first; the same order as docs/architecture.md.
 LAYERS = (
-    ("validation", "hardware", "flops", "visualize"),
+    ("validation", "hardware", "flops", "visualize", "boxes"),
     ("data",),
     ("backbones", "layers", "kernels"),
     ("losses", "metrics"),

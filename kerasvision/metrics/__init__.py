@@ -9,6 +9,9 @@ Modules:
         matrix over a dataset.
     classification: `classification_confusion_matrix` (a classifier over a
         dataset), `per_class_accuracy` and `classification_report`.
+    detection: COCO box mAP (`coco_evaluate`), `precision_recall_curve`,
+        `interpolated_average_precision` (COCO 101-point) and
+        `voc07_average_precision` (PASCAL VOC 2007 11-point).
     sample_quality: FID and KID of generated images (`frechet_distance`,
         `kernel_distance`, `sample_quality`) on the features of a
         `FeatureExtractor`, such as `inception_feature_extractor()`.
@@ -27,6 +30,13 @@ from kerasvision.metrics.classification import (
     classification_report,
     per_class_accuracy,
     window_centre_accuracy,
+)
+from kerasvision.metrics.detection import (
+    coco_evaluate,
+    interpolated_average_precision,
+    interpolated_precision,
+    precision_recall_curve,
+    voc07_average_precision,
 )
 
 # `sample_quality` below is the function: its name shadows the submodule's
@@ -69,11 +79,14 @@ __all__ = [
     "classification_confusion_matrix",
     "classification_report",
     "window_centre_accuracy",
+    "coco_evaluate",
     "confusion_matrix_np",
     "frechet_distance",
     "frechet_distance_from_statistics",
     "frequency_weighted_iou",
     "inception_feature_extractor",
+    "interpolated_average_precision",
+    "interpolated_precision",
     "kernel_distance",
     "mean_dice",
     "mean_iou",
@@ -81,8 +94,10 @@ __all__ = [
     "per_class_dice",
     "per_class_iou",
     "pixel_accuracy",
+    "precision_recall_curve",
     "sample_quality",
     "segmentation_confusion_matrix",
     "segmentation_report",
     "trace_sqrt_product",
+    "voc07_average_precision",
 ]
