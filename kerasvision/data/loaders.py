@@ -6,6 +6,9 @@
 - `load_tfds_images`: images alone, for generative models.
 - `load_segmentation_folder`: image and mask files paired by file stem.
 - `load_image_folder`: one sub-directory of images per class.
+- `load_voc_detection` (`VOC_CLASS_NAMES`), `load_detection_folder` (COCO
+  JSON): detection dicts `{"images", "bounding_boxes": {"boxes", "labels"}}`
+  with pixel xyxy boxes padded with -1 rows.
 
 Every loader returns an unbatched `tf.data.Dataset` following the package's
 contract (images float32 `[H, W, 3]` in [0, 255], masks int32 `[H, W]`,
@@ -508,3 +511,291 @@ def load_image_folder(directory, image_size, validation_split=None, subset=None,
         return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
 
     return dataset.map(to_contract, num_parallel_calls=tf.data.AUTOTUNE), class_names
+
+
+# ----------------------------------------------------------------------------
+# Detection: boxes as float32 pixel xyxy, labels int32, padded with -1 rows
+# ----------------------------------------------------------------------------
+
+VOC_CLASS_NAMES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+"""Class names of `load_voc_detection` labels, indexed by label (tfds "voc" order)."""
+
+
+def _padded_boxes(boxes, labels, max_boxes):
+    """Drop boxes without area, keep the first `max_boxes`, pad with -1 rows.
+
+    Args:
+        boxes: float32 `[n, 4]` xyxy; labels: int32 `[n]` (n may be unknown).
+        max_boxes: int, rows of the result.
+
+    Returns:
+        boxes float32 `[max_boxes, 4]`, labels int32 `[max_boxes]`.
+    """
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes = tf.boolean_mask(boxes, keep)[:max_boxes]
+    labels = tf.boolean_mask(labels, keep)[:max_boxes]
+    missing = max_boxes - tf.shape(labels)[0]
+    boxes = tf.pad(boxes, [[0, missing], [0, 0]], constant_values=-1.0)
+    labels = tf.pad(labels, [[0, missing]], constant_values=-1)
+    return tf.ensure_shape(boxes, (max_boxes, 4)), tf.ensure_shape(labels, (max_boxes,))
+
+
+def _resize_detection(image, boxes, size):
+    """Resize an image bilinearly to `size` (h, w) and scale its xyxy boxes with it."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    factors = tf.stack([size[1] / shape[1], size[0] / shape[0]] * 2)
+    # Padding rows stay -1 rather than being scaled.
+    boxes = tf.where(boxes[:, :1] >= 0, boxes * factors, -1.0)
+    return image, boxes
+
+
+def _detection_example(image, boxes, labels):
+    return {"images": image, "bounding_boxes": {"boxes": boxes, "labels": labels}}
+
+
+def load_voc_detection(split="train", image_size=None, data_dir=None, download=False,
+                       max_boxes=50):
+    """PASCAL VOC 2007 detection (tfds "voc/2007") as the package's detection dict.
+
+    tfds boxes are relative `[ymin, xmin, ymax, xmax]`; they become pixel
+    `(x1, y1, x2, y2)` of the (resized) image. Labels come from
+    `objects/label` (20 classes, `VOC_CLASS_NAMES`); objects marked difficult
+    or truncated are kept, as tfds gives them. Boxes without area are dropped.
+
+    Args:
+        split: str, tfds split expression ("train", "validation", "test",
+            "train+validation", ...).
+        image_size: int or `(height, width)` for a bilinear resize (boxes
+            scaled with it); None keeps native sizes (which then cannot be
+            batched unless they agree).
+        data_dir: str, tfds data directory (None: tfds default).
+        download: bool, download (~900 MB) and prepare the data if absent;
+            False (default) fails at once when the data is not prepared.
+        max_boxes: int >= 1, box rows per example (default 50); objects past
+            it are cut, missing rows are -1 padding.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `{"images": float32 [H, W, 3] in
+        [0, 255], "bounding_boxes": {"boxes": float32 [max_boxes, 4],
+        "labels": int32 [max_boxes]}}`.
+
+    Raises:
+        RuntimeError: data absent and `download=False`, or the download failed.
+
+    Example:
+        >>> ds = load_voc_detection("validation", image_size=320, data_dir="/data/tfds")
+    """
+    size = _check_image_size(image_size)
+    max_boxes = check_int("max_boxes", max_boxes, minimum=1)
+    builder = _tfds_builder("voc/2007", data_dir, download)
+
+    def prepare(example):
+        image = _to_rgb(tf.cast(example["image"], tf.float32))
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        ymin, xmin, ymax, xmax = tf.unstack(
+            tf.reshape(tf.cast(example["objects"]["bbox"], tf.float32), (-1, 4)), axis=1)
+        boxes = tf.stack([xmin * shape[1], ymin * shape[0], xmax * shape[1], ymax * shape[0]],
+                         axis=1)
+        labels = tf.cast(example["objects"]["label"], tf.int32)
+        # Prepared VOC gives one label per box; `tfds.testing.mock_data` draws
+        # each sequence's length on its own, so pair only what both hold.
+        count = tf.minimum(tf.shape(boxes)[0], tf.shape(labels)[0])
+        boxes, labels = _padded_boxes(boxes[:count], labels[:count], max_boxes)
+        if size is not None:
+            image, boxes = _resize_detection(image, boxes, size)
+        return _detection_example(image, boxes, labels)
+
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _json_list(annotations_json, document, key):
+    entries = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(
+            f"`annotations_json` must be a COCO file whose '{key}' is a list of objects; "
+            f"received annotations_json={annotations_json!r} with '{key}' = "
+            f"{type(entries).__name__}."
+        )
+    return entries
+
+
+def _read_coco(images_dir, annotations_json, max_pixels):
+    """Parse and check a COCO detection file: every error names the entries at fault.
+
+    Returns:
+        paths: list of str; boxes: list of float32 `[n_i, 4]` xyxy per image;
+        labels: list of int32 `[n_i]`; class_names: tuple of str.
+    """
+    import json
+
+    if not os.path.isdir(images_dir):
+        raise ValueError(
+            f"`images_dir` must be an existing directory; received images_dir={images_dir!r}.")
+    try:
+        with open(annotations_json) as handle:
+            document = json.load(handle)
+    except (OSError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            "`annotations_json` must be a readable COCO-format JSON file; received "
+            f"annotations_json={annotations_json!r} ({type(error).__name__}: {error})."
+        ) from None
+    images = _json_list(annotations_json, document, "images")
+    annotations = _json_list(annotations_json, document, "annotations")
+    categories = _json_list(annotations_json, document, "categories")
+    if not images:
+        raise ValueError(
+            f"`annotations_json` lists no images; received annotations_json={annotations_json!r}.")
+    try:
+        names_by_id = {int(c["id"]): str(c["name"]) for c in categories}
+        image_ids = [int(entry["id"]) for entry in images]
+        files = [str(entry["file_name"]) for entry in images]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            "`annotations_json` must give every category an 'id' and 'name' and every image "
+            f"an 'id' and 'file_name'; received annotations_json={annotations_json!r} "
+            f"(missing or bad {error})."
+        ) from None
+    if not names_by_id:
+        raise ValueError(
+            f"`annotations_json` lists no categories; received "
+            f"annotations_json={annotations_json!r}.")
+    if len(set(image_ids)) != len(image_ids):
+        repeated = sorted({i for i in image_ids if image_ids.count(i) > 1})
+        raise ValueError(
+            f"`annotations_json` repeats image ids {_few(repeated)}; received "
+            f"annotations_json={annotations_json!r}. Each image needs its own id.")
+
+    paths = [os.path.join(images_dir, name) for name in files]
+    missing = [name for name, path in zip(files, paths) if not os.path.isfile(path)]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) listed in `annotations_json` are not in `images_dir`: "
+            f"{_few(missing)}; received images_dir={images_dir!r}, "
+            f"annotations_json={annotations_json!r}.")
+    sizes = {}  # image id -> (width, height), read from file headers only
+    for image_id, entry, path in zip(image_ids, images, paths):
+        with open_image_file("images_dir", path, max_pixels) as image:
+            sizes[image_id] = image.size
+        declared = (entry.get("width"), entry.get("height"))
+        if None not in declared and tuple(declared) != sizes[image_id]:
+            raise ValueError(
+                f"`annotations_json` declares image {entry['file_name']!r} as "
+                f"{declared[0]}x{declared[1]} (width x height) but the file is "
+                f"{sizes[image_id][0]}x{sizes[image_id][1]}; received "
+                f"annotations_json={annotations_json!r}.")
+
+    # Category ids, sorted, become labels 0..C-1 (COCO's own ids have gaps).
+    label_of = {cid: label for label, cid in enumerate(sorted(names_by_id))}
+    per_image = {image_id: [] for image_id in image_ids}
+    orphans, unknown, empty, outside = [], [], [], []
+    for index, ann in enumerate(annotations):
+        where = f"annotation {ann.get('id', index)!r}"
+        try:
+            image_id, category = int(ann["image_id"]), int(ann["category_id"])
+            x, y, w, h = (float(v) for v in ann["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"`annotations_json` {where} must have 'image_id', 'category_id' and a 'bbox' "
+                f"[x, y, width, height]; received {ann!r} in "
+                f"annotations_json={annotations_json!r}.") from None
+        if image_id not in per_image:
+            orphans.append(f"{where} (image_id {image_id})")
+        elif category not in label_of:
+            unknown.append(f"{where} (category_id {category})")
+        elif not (w > 0 and h > 0):
+            empty.append(f"{where} (bbox {ann['bbox']})")
+        else:
+            width, height = sizes[image_id]
+            if x < 0 or y < 0 or x + w > width or y + h > height:
+                outside.append(f"{where} (bbox {ann['bbox']} in a {width}x{height} image)")
+            else:
+                per_image[image_id].append(([x, y, x + w, y + h], label_of[category]))
+    problems = [
+        (orphans, "point to image ids that `annotations_json` does not list"),
+        (unknown, "use category ids that `annotations_json` does not list"),
+        (empty, "have a bbox with non-positive width or height"),
+        (outside, "have a bbox [x, y, width, height] reaching outside the image"),
+    ]
+    for found, what in problems:
+        if found:
+            raise ValueError(
+                f"{len(found)} annotation(s) in `annotations_json` {what}: {_few(found, 3)}; "
+                f"received annotations_json={annotations_json!r}.")
+
+    boxes = [np.asarray([b for b, _ in per_image[i]], np.float32).reshape(-1, 4)
+             for i in image_ids]
+    labels = [np.asarray([c for _, c in per_image[i]], np.int32) for i in image_ids]
+    class_names = tuple(names_by_id[cid] for cid in sorted(names_by_id))
+    return paths, boxes, labels, class_names
+
+
+def load_detection_folder(images_dir, annotations_json, image_size=None, max_boxes=100,
+                          max_pixels=MAX_IMAGE_PIXELS):
+    """A folder of images with COCO-format box annotations, as the detection dict.
+
+    The JSON holds "images" (`id`, `file_name` relative to `images_dir`,
+    optional `width`/`height`), "annotations" (`image_id`, `category_id`,
+    `bbox` as pixel `[x, y, width, height]`) and "categories" (`id`, `name`).
+    Category ids are mapped to labels 0..C-1 in sorted id order. Everything is
+    checked when the dataset is built (image sizes from file headers), so
+    errors name the entries at fault; images without annotations are valid
+    and yield only padding rows.
+
+    Args:
+        images_dir: str, the folder the `file_name`s are relative to.
+        annotations_json: str, path of the COCO JSON file.
+        image_size: int or `(height, width)` for a bilinear resize (boxes
+            scaled with it); None keeps native sizes (then batch only equal sizes).
+        max_boxes: int >= 1, box rows per example (default 100, COCO's usual cap).
+        max_pixels: int, largest height x width an image header may declare.
+
+    Returns:
+        `(dataset, class_names)`: an unbatched `tf.data.Dataset` of
+        `{"images": float32 [H, W, 3] in [0, 255], "bounding_boxes": {"boxes":
+        float32 [max_boxes, 4] pixel xyxy, "labels": int32 [max_boxes]}}`
+        (padded with -1 rows) in the JSON's image order, and the category
+        names indexed by label.
+
+    Raises:
+        ValueError: a missing folder or unreadable JSON; images missing from
+            `images_dir`, unreadable or of another size than declared;
+            annotations pointing to unlisted images or categories, boxes with
+            non-positive width or height or reaching outside the image; an
+            image with more than `max_boxes` annotations.
+
+    Example:
+        >>> ds, names = load_detection_folder("photos", "photos/instances.json", 320)
+    """
+    size = _check_image_size(image_size)
+    max_boxes = check_int("max_boxes", max_boxes, minimum=1)
+    max_pixels = check_int("max_pixels", max_pixels, minimum=1)
+    paths, boxes, labels, class_names = _read_coco(images_dir, annotations_json, max_pixels)
+    crowded = [f"{os.path.basename(p)!r} ({len(c)} annotations)" for p, c in zip(paths, labels)
+               if len(c) > max_boxes]
+    if crowded:
+        # Cutting boxes silently would teach a detector that those objects are background.
+        raise ValueError(
+            f"`max_boxes` must be at least the number of annotations of every image; received "
+            f"max_boxes={max_boxes}, but {len(crowded)} image(s) have more: "
+            f"{', '.join(crowded[:3])}{' ...' if len(crowded) > 3 else ''}.")
+    padded_boxes = np.full((len(paths), max_boxes, 4), -1.0, np.float32)
+    padded_labels = np.full((len(paths), max_boxes), -1, np.int32)
+    for i, (b, c) in enumerate(zip(boxes, labels)):
+        padded_boxes[i, :len(c)], padded_labels[i, :len(c)] = b, c
+
+    def read(path, image_boxes, image_labels):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        if size is not None:
+            image, image_boxes = _resize_detection(image, image_boxes, size)
+        return _detection_example(image, image_boxes, image_labels)
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, padded_boxes, padded_labels))
+    return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE), class_names

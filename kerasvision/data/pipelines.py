@@ -2,6 +2,7 @@
 
 - `make_segmentation_pipeline`, `make_classification_pipeline`: cache,
   shuffle, batch, augment (training only) and prefetch `(image, target)` pairs.
+- `make_detection_pipeline`: the same for detection dicts.
 - `make_generative_pipeline`, `to_generative_image`: images alone,
   centre-cropped to squares and scaled to [-1, 1] for generative models.
 - `training_epoch`, `epoch_keyed_batches`: training pipelines draw their
@@ -269,3 +270,77 @@ def make_generative_pipeline(ds, batch_size, training, image_size=None, shuffle_
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_detection_dataset(ds):
+    if not isinstance(ds, tf.data.Dataset):
+        raise ValueError(f"`dataset` must be a tf.data.Dataset; received {type(ds).__name__}.")
+    spec = ds.element_spec
+    valid = (isinstance(spec, dict) and "images" in spec
+             and isinstance(spec.get("bounding_boxes"), dict)
+             and {"boxes", "labels"} <= set(spec["bounding_boxes"]))
+    if not valid:
+        raise ValueError(
+            "`dataset` must yield detection dicts {'images', 'bounding_boxes': {'boxes', "
+            f"'labels'}}; received element spec {spec}.")
+    if spec["images"].shape.rank is not None and spec["images"].shape.rank != 3:
+        raise ValueError(
+            "`dataset` must be unbatched, with images [height, width, 3]; received image "
+            f"spec {spec['images']} (call the pipeline before .batch()).")
+
+
+def make_detection_pipeline(dataset, batch_size, training, augmenter=None, seed=0,
+                            shuffle_buffer=1024, cache=True, drop_remainder=False):
+    """Batch a detection dataset for `model.fit`: cache, shuffle, batch, augment, prefetch.
+
+    As `make_segmentation_pipeline`: the unaugmented examples are cached, and
+    in training the shuffle order and the augmenter's random draws are keyed
+    by `(seed, epoch)` through `training_epoch()`, so a resumed run sees the
+    batches an uninterrupted one sees. Examples must share one image size and
+    one number of box rows to be batched (resize in the loader).
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `{"images": [H, W, 3],
+            "bounding_boxes": {"boxes": [K, 4], "labels": [K]}}`.
+        batch_size: int >= 1.
+        training: bool; shuffling and augmentation happen only when True.
+        augmenter: optional callable on batched detection dicts, e.g. from
+            `build_detection_augmenter`.
+        seed: int >= 0 or None, keys the shuffle order and augmentation.
+        shuffle_buffer: int >= 1.
+        cache: True (memory), False, or a file path for `Dataset.cache`.
+        drop_remainder: bool, drop the last partial batch.
+
+    Returns:
+        `tf.data.Dataset` of `{"images": float32 [B, H, W, 3], "bounding_boxes":
+        {"boxes": float32 [B, K, 4], "labels": int32 [B, K]}}`.
+    """
+    _check_detection_dataset(dataset)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+    if not isinstance(cache, (bool, str)):
+        raise ValueError(f"`cache` must be a bool or a cache file path; received cache={cache!r}.")
+    seed = check_seed(seed, allow_none=True)
+    if augmenter is not None and not callable(augmenter):
+        raise ValueError(f"`augmenter` must be callable or None; received {augmenter!r}.")
+
+    def to_contract(example):
+        boxes = example["bounding_boxes"]
+        return {"images": tf.cast(example["images"], tf.float32),
+                "bounding_boxes": {"boxes": tf.cast(boxes["boxes"], tf.float32),
+                                   "labels": tf.cast(boxes["labels"], tf.int32)}}
+
+    ds = dataset.map(to_contract, num_parallel_calls=tf.data.AUTOTUNE)
+    # Cache before augmentation, which must stay random per epoch.
+    if cache:
+        ds = ds.cache() if cache is True else ds.cache(cache)
+    if not training:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                      num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    # `epoch_keyed_batches` calls `augment(*batch)`, which would unpack a
+    # dict into its keys: a 1-tuple passes the dict through whole.
+    augment = None if augmenter is None else (lambda example: (augmenter(example),))
+    ds = epoch_keyed_batches(ds.map(lambda example: (example,)), batch_size, shuffle_buffer,
+                             seed, drop_remainder, augment=augment, augmenter=augmenter)
+    return ds.map(lambda example: example).prefetch(tf.data.AUTOTUNE)

@@ -5,6 +5,9 @@
   by `SHAPES_CLASS_NAMES` (background first).
 - `make_shapes_classification` / `load_shapes_classification`: one shape
   per image, labelled by `SHAPES_CLASSIFICATION_NAMES`.
+- `make_shapes_detection` / `load_shapes_detection`: scenes with one box
+  (tight around the visible pixels) and instance mask per object, labelled
+  by `SHAPES_CLASSIFICATION_NAMES`.
 
 Image `i` of a split depends only on `(seed, split, i)`: a smaller
 `num_images` gives a prefix of a larger one and splits never share images.
@@ -26,12 +29,18 @@ _SPLIT_STREAMS = {"train": 0, "validation": 1, "test": 2}
 # first objects of a segmentation set built from the same seed.
 _SCENES_STREAM = 0
 _CLASSIFICATION_STREAM = 1
+_DETECTION_STREAM = 2
 # Parameters are drawn for whole chunks of this many images, so image i depends
 # only on (seed, split, i): `num_images=100` is a prefix of `num_images=2000`.
 _CHUNK = 64
 
 _DEFAULT_SCENES = {"train": 2048, "validation": 512, "test": 512}
 _DEFAULT_CLASSIFICATION = {"train": 8192, "validation": 1024, "test": 1024}
+_DEFAULT_DETECTION = {"train": 2048, "validation": 256, "test": 256}
+# Detection objects span 12%-40% of the side: at 128 px the smallest is ~15 px,
+# still several feature-map cells at stride 8, and four of the largest fit.
+_DETECTION_SCALE = (0.12, 0.4)
+_DETECTION_NOISE_STD = 8.0
 
 # Minimum RGB distance between an object's colour and the mean of what it covers.
 _MIN_CONTRAST = 100.0
@@ -200,7 +209,8 @@ def _pixel_noise(rng, shape, std):
     return centred.astype(np.float32) * np.float32(std * np.sqrt(6.0) / 255.0)
 
 
-def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range, noise_std):
+def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range, noise_std,
+                  instances=False):
     """Render `n` (<= _CHUNK) scenes.
 
     Objects are rasterised into a map of the front-most object slot per pixel;
@@ -210,6 +220,10 @@ def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range
     Returns:
         images: uint8 `[n, S, S, 3]`; masks: uint8 `[n, S, S]`;
         classes: int `[n, max_objects]` (0 for unused slots).
+        With `instances=True`, also top: int8 `[n, S, S]`, the slot seen at
+        each pixel (-1: background), and full_area: int64 `[n, max_objects]`,
+        each slot's pixel count before occlusion. Neither draws random
+        numbers, so images and masks are the same either way.
     """
     c, k_max = _CHUNK, max_objects
     grid = np.arange(size, dtype=np.float32) + np.float32(0.5)  # pixel centres
@@ -241,6 +255,7 @@ def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range
     slot_colour = np.zeros((n, k_max + 1, 3), dtype=np.float32)
     slot_shade = np.zeros((n, k_max + 1, 3), dtype=np.float32)  # shade = a*x + b*y + c
     centres = np.zeros((n, k_max, 2))
+    full_area = np.zeros((n, k_max), dtype=np.int64)
     stride = max(1, size // 32)
     for k in range(k_max):
         length = lengths[:, k]
@@ -282,6 +297,7 @@ def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range
             dy = grid_y - col(centres[:, k, 0])
             dx = grid_x - col(centres[:, k, 1])
             inside = _shape_inside(shape_class, dx, dy, col(cos_k), col(sin_k), col(length))
+            full_area[idx, k] = inside.sum(axis=(1, 2))
 
             # Pick the first random colour far enough from the mean of what the
             # object covers (estimated on a sparse grid: ~20 samples or more
@@ -318,6 +334,8 @@ def _render_chunk(rng, noise_rng, n, size, min_objects, max_objects, scale_range
     canvas = np.where((top >= 0)[..., None], canvas, background)
     canvas += _pixel_noise(noise_rng, canvas.shape, noise_std)
     images = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    if instances:
+        return images, masks, classes, top, full_area
     return images, masks, classes
 
 
@@ -473,6 +491,137 @@ def make_shapes_windows(num_images, window=32, seed=0, split="train", shape_scal
     return images[order], targets[order]
 
 
+def _instance_targets(top, classes, full_area, max_hidden_fraction, with_masks):
+    """Boxes, labels and masks of the visible objects of one rendered chunk.
+
+    Args:
+        top: int8 `[n, S, S]`, slot seen at each pixel (-1: background).
+        classes: int `[n, K]`, class ids 1..4 per slot (0: unused slot).
+        full_area: int `[n, K]`, pixels of each slot before occlusion.
+        max_hidden_fraction: float, largest hidden share of a kept object.
+        with_masks: bool, also return the instance masks.
+
+    Returns:
+        boxes float32 `[n, K, 4]` xyxy (x2, y2 exclusive), labels int32
+        `[n, K]` in 0..3, masks bool `[n, K, S, S]` (or None); kept objects
+        first in drawing order (back to front), then -1 / False padding rows.
+    """
+    size = top.shape[1]
+    k_max = classes.shape[1]
+    visible = top[:, None] == np.arange(k_max, dtype=np.int8)[None, :, None, None]
+    visible_area = visible.sum(axis=(2, 3))
+    hidden = 1.0 - visible_area / np.maximum(full_area, 1)
+    # A fully hidden object has no box at all, even with max_hidden_fraction=1.
+    keep = (classes > 0) & (visible_area > 0) & (hidden <= max_hidden_fraction)
+
+    rows, cols = visible.any(axis=3), visible.any(axis=2)  # [n, K, S] along y and x
+    y1, y2 = np.argmax(rows, axis=2), size - np.argmax(rows[..., ::-1], axis=2)
+    x1, x2 = np.argmax(cols, axis=2), size - np.argmax(cols[..., ::-1], axis=2)
+    boxes = np.stack([x1, y1, x2, y2], axis=-1).astype(np.float32)
+    labels = (classes - 1).astype(np.int32)
+    boxes[~keep], labels[~keep] = -1.0, -1
+
+    # Stable sort on "dropped": kept rows move to the front in drawing order.
+    order = np.argsort(~keep, axis=1, kind="stable")
+    boxes = np.take_along_axis(boxes, order[..., None], axis=1)
+    labels = np.take_along_axis(labels, order, axis=1)
+    masks = None
+    if with_masks:
+        visible &= keep[:, :, None, None]
+        masks = np.take_along_axis(visible, order[:, :, None, None], axis=1)
+    return boxes, labels, masks
+
+
+def _generate_detection(num_images, image_size, seed, split, min_objects, max_objects,
+                        max_hidden_fraction, with_masks):
+    """Like `_generate`, on the detection stream, keeping per-object targets per chunk.
+
+    Targets are reduced chunk by chunk so that the `[n, K, S, S]` visibility
+    tensor never exists for the whole set when masks are not wanted.
+    """
+    size = image_size
+    images = np.empty((num_images, size, size, 3), dtype=np.uint8)
+    boxes = np.empty((num_images, max_objects, 4), dtype=np.float32)
+    labels = np.empty((num_images, max_objects), dtype=np.int32)
+    masks = np.empty((num_images, max_objects, size, size), dtype=bool) if with_masks else None
+    for chunk_index, start in enumerate(range(0, num_images, _CHUNK)):
+        n = min(_CHUNK, num_images - start)
+        rng, noise_rng = _chunk_rngs(seed, _DETECTION_STREAM, split, chunk_index)
+        chunk_images, _, classes, top, full_area = _render_chunk(
+            rng, noise_rng, n, size, min_objects, max_objects, _DETECTION_SCALE,
+            _DETECTION_NOISE_STD, instances=True)
+        chunk_boxes, chunk_labels, chunk_masks = _instance_targets(
+            top, classes, full_area, max_hidden_fraction, with_masks)
+        images[start:start + n] = chunk_images
+        boxes[start:start + n], labels[start:start + n] = chunk_boxes, chunk_labels
+        if with_masks:
+            masks[start:start + n] = chunk_masks
+    return images, boxes, labels, masks
+
+
+def _check_detection_args(num_images, image_size, seed, split, min_objects, max_objects,
+                          max_hidden_fraction):
+    num_images = check_int("num_images", num_images, minimum=1)
+    image_size = check_int("image_size", image_size, minimum=16)
+    seed = check_seed(seed)
+    check_choice("split", split, _SPLIT_STREAMS)
+    min_objects = check_int("min_objects", min_objects, minimum=1)
+    max_objects = check_int("max_objects", max_objects, minimum=min_objects, maximum=32)
+    max_hidden_fraction = check_float("max_hidden_fraction", max_hidden_fraction,
+                                      minimum=0.0, maximum=1.0)
+    return num_images, image_size, seed, min_objects, max_objects, max_hidden_fraction
+
+
+def make_shapes_detection(num_images, image_size=128, seed=0, split="train", min_objects=1,
+                          max_objects=4, max_hidden_fraction=0.6):
+    """Generate detection scenes of shapes, with one box and mask per visible object.
+
+    Same renderer as `make_shapes_scenes` (shapes drawn largest first, later
+    ones occluding earlier ones, random contrasting colours over textured
+    backgrounds), on its own random stream, with objects of 12%-40% of the
+    image side. Each box is the tight box of the object's visible pixels;
+    an object whose hidden share of its own full area exceeds
+    `max_hidden_fraction` (or that is hidden entirely) is dropped, so boxes
+    never stand for something a detector cannot see.
+
+    Deterministic: image `i` depends only on `(seed, split, i)`, so a smaller
+    `num_images` returns a prefix of a larger one, and splits never share images.
+
+    Args:
+        num_images: int >= 1, number of scenes `N`.
+        image_size: int >= 16, side `S` of the square images (128-320 px is
+            the intended range).
+        seed: int >= 0.
+        split: "train", "validation" or "test": selects an independent stream.
+        min_objects, max_objects: ints, range of the number of shapes drawn per
+            image (`max_objects` <= 32); `max_objects` is also the number of
+            rows `K` of the targets.
+        max_hidden_fraction: float in [0, 1], largest occluded share of an
+            object that is still labelled.
+
+    Returns:
+        images: uint8 `[N, S, S, 3]`.
+        boxes: float32 `[N, K, 4]`, pixel `(x1, y1, x2, y2)` with x2 and y2
+            exclusive: the object covers columns x1..x2-1 and rows y1..y2-1.
+        labels: int32 `[N, K]`, ids in 0..3 indexing `SHAPES_CLASSIFICATION_NAMES`.
+        instance_masks: bool `[N, K, S, S]`, the visible pixels of each object
+            (N x K x S x S bytes: 400 KB per image at K=4, S=320;
+            `load_shapes_detection` does not build them).
+        Kept objects come first, back to front; the remaining rows are
+        padding: boxes -1, labels -1, masks all False.
+
+    Example:
+        >>> images, boxes, labels, masks = make_shapes_detection(4)
+        >>> boxes.shape, masks.shape
+        ((4, 4, 4), (4, 4, 128, 128))
+    """
+    num_images, image_size, seed, min_objects, max_objects, max_hidden_fraction = (
+        _check_detection_args(num_images, image_size, seed, split, min_objects, max_objects,
+                              max_hidden_fraction))
+    return _generate_detection(num_images, image_size, seed, split, min_objects, max_objects,
+                               max_hidden_fraction, with_masks=True)
+
+
 def _default_count(num_images, split, defaults):
     if num_images is None:
         return defaults[split]
@@ -527,3 +676,40 @@ def load_shapes_classification(split="train", num_images=None, image_size=32, se
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
 
+
+
+def load_shapes_detection(split="train", num_images=None, image_size=128, seed=0, max_objects=4):
+    """Synthetic shapes detection dataset (see `make_shapes_detection`).
+
+    Args:
+        split: "train", "validation" or "test" (disjoint random streams).
+        num_images: int; None gives 2048 for "train" and 256 otherwise.
+        image_size: int, side `S` of the square images.
+        seed: int >= 0.
+        max_objects: int in 1..32, most shapes per image and the number of
+            box rows `K`.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of the detection dict `{"images": float32
+        [S, S, 3] in [0, 255], "bounding_boxes": {"boxes": float32 [K, 4] xyxy
+        pixels, "labels": int32 [K]}}`, padded with -1 rows; 4 classes
+        (`SHAPES_CLASSIFICATION_NAMES`). Keras preprocessing layers take it
+        with `bounding_box_format="xyxy"`.
+
+    Example:
+        >>> ds = load_shapes_detection("validation", num_images=8)
+        >>> ds.element_spec["bounding_boxes"]["boxes"].shape
+        TensorShape([4, 4])
+    """
+    check_choice("split", split, _SPLIT_STREAMS)
+    num_images = _default_count(num_images, split, _DEFAULT_DETECTION)
+    num_images, image_size, seed, _, max_objects, _ = _check_detection_args(
+        num_images, image_size, seed, split, 1, max_objects, 0.6)
+    # Masks are not part of the dataset: skip building them (N x K x S x S bools).
+    images, boxes, labels, _ = _generate_detection(num_images, image_size, seed, split, 1,
+                                                   max_objects, 0.6, with_masks=False)
+    ds = tf.data.Dataset.from_tensor_slices((images, boxes, labels))
+    return ds.map(
+        lambda x, b, c: {"images": tf.cast(x, tf.float32),
+                         "bounding_boxes": {"boxes": b, "labels": c}},
+        num_parallel_calls=tf.data.AUTOTUNE)
