@@ -332,6 +332,79 @@ def export_image_model(model, export_dir, outputs="logits", version=None,
     return _write(archive, export_dir, version)
 
 
+def export_detector(model, export_dir, score_threshold=0.05, iou_threshold=0.5,
+                    max_detections=100, version=None, max_image_pixels=MAX_IMAGE_PIXELS):
+    """Exports a detector with non-maximum suppression inside the graph, for TF Serving.
+
+    Both signatures resize each image to the model's input size, detect, and
+    return boxes in the pixels of the image as sent:
+
+    - `serving_default` takes `images`, uint8 `[batch, height, width, 3]` (one size per request);
+    - `serving_bytes` takes `image_bytes`, string `[batch]` of encoded images
+      (each its own size; refused before decoding above `max_image_pixels`).
+
+    Each returns `boxes` float32 `[batch, max_detections, 4]` (x1, y1, x2, y2
+    in input pixels), `scores` float32 `[batch, max_detections]`, `classes`
+    int32 (-1 in unused rows) and `num_detections` int32 `[batch]`.
+
+    Args:
+        model: a detector of `kerasvision.models.detectors.build_detector`,
+            with a fixed input size.
+        export_dir: str, the model base path; a new version directory is written in it.
+        score_threshold, iou_threshold, max_detections: the NMS settings,
+            fixed at export and recorded in `<version>/assets/detection.json`.
+        version: int, version to write (default: next free number).
+        max_image_pixels: int, `serving_bytes`' limit on declared image size.
+
+    Returns:
+        str, the directory written.
+    """
+    from kerasvision.models.detectors import detect
+
+    size = _model_image_size(model)
+    score_threshold = check_float("score_threshold", score_threshold, minimum=0.0, maximum=1.0)
+    iou_threshold = check_float("iou_threshold", iou_threshold, minimum=0.0, maximum=1.0)
+    max_detections = check_int("max_detections", max_detections, minimum=1)
+    max_image_pixels = check_int("max_image_pixels", max_image_pixels, minimum=1)
+    settings = (score_threshold, iou_threshold, max_detections)
+    detect(model, tf.zeros([1, *size, 3]), *settings)  # sets up the decoder before tracing
+
+    def detect_resized(images, original_sizes):
+        found = detect(model, images, *settings)
+        # Back from the model's input size to each image's own pixels.
+        scale = tf.cast(original_sizes, tf.float32) / tf.constant(size, tf.float32)
+        scale = tf.concat([scale[:, 1:2], scale[:, 0:1], scale[:, 1:2], scale[:, 0:1]], axis=1)
+        found["boxes"] = found["boxes"] * scale[:, None, :]
+        return found
+
+    def serve_images(images):
+        images = _check_images_request(images)
+        batch = tf.shape(images)[0]
+        original = tf.tile(tf.shape(images)[1:3][None], [batch, 1])
+        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        return detect_resized(resized, original)
+
+    def serve_bytes(image_bytes):
+        images, image_sizes = _decode_images(image_bytes, size, max_image_pixels)
+        return detect_resized(images, image_sizes)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serve_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    archive.add_endpoint(
+        "serving_bytes", serve_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    path = _write(archive, export_dir, version)
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    with open(os.path.join(path, "assets", "detection.json"), "w") as handle:
+        json.dump({"score_threshold": score_threshold, "iou_threshold": iou_threshold,
+                   "max_detections": max_detections, "box_format": "xyxy pixels of the input",
+                   "input_size": list(size)}, handle, indent=1)
+    return path
+
+
 def export_generator(model, export_dir, latent_dim, version=None):
     """Exports a generator/decoder mapping latent vectors to images in [-1, 1].
 

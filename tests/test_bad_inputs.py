@@ -167,6 +167,28 @@ class _Fixtures:
         return self._request.getfixturevalue(name)
 
 
+@pytest.fixture(scope="module")
+def detection_files(tmp_path_factory):
+    """A folder with one image and COCO JSON files: one annotation names a missing image."""
+    import json
+
+    root = tmp_path_factory.mktemp("detection")
+    (root / "images").mkdir()
+    (root / "images" / "a.png").write_bytes(_encode(_noise(32, 32), "PNG"))
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 32, "height": 32}],
+            "categories": [{"id": 7, "name": "shape"}],
+            "annotations": [{"id": 1, "image_id": 2, "category_id": 7, "bbox": [1, 1, 5, 5]}]}
+    (root / "orphan.json").write_text(json.dumps(coco))
+    return {"images_dir": str(root / "images"), "orphan": str(root / "orphan.json")}
+
+
+def _detection_dataset(boxes, labels):
+    return tf.data.Dataset.from_tensors({
+        "images": np.zeros((32, 32, 3), np.float32),
+        "bounding_boxes": {"boxes": np.array(boxes, np.float32),
+                           "labels": np.array(labels, np.int32)}})
+
+
 def _labels(*shape, value=0):
     return np.full(shape, value, np.int32)
 
@@ -718,6 +740,35 @@ CASES = [
         r"`path` must hold a model without `Lambda` layers; "
         r"received path='.*lambda\.keras', which holds \['double'\]",
         id="load-model-lambda-layer"),
+    # --- Detection: boxes, classes, formats, models, annotation files ---
+    pytest.param(
+        lambda fx: data.validate_detection_dataset(_detection_dataset([[20, 5, 10, 9]], [0]), 4),
+        ValueError, r"`ds` boxes must be xyxy pixels with x1 < x2.*received, in example 0, boxes=\[\[20\.0, 5\.0, 10\.0, 9\.0\]\]",
+        id="detection-box-x2-before-x1"),
+    pytest.param(
+        lambda fx: data.validate_detection_dataset(_detection_dataset([[1, 1, 40, 9]], [0]), 4),
+        ValueError, r"`ds` boxes must be xyxy pixels .*32 x 32.*received, in example 0, boxes=\[\[1\.0, 1\.0, 40\.0",
+        id="detection-box-outside-image"),
+    pytest.param(
+        lambda fx: data.validate_detection_dataset(_detection_dataset([[1, 1, 9, 9]], [4]), 4),
+        ValueError, r"`ds` labels must be class ids in \[0, 4\).*received, in example 0, labels=\[4\]",
+        id="detection-class-id-too-large"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.boxes", fromlist=["x"]).convert_format(
+            np.zeros((1, 4), np.float32), "yxyx", "xyxy"),
+        ValueError, r"`source` must be one of .*received source='yxyx'",
+        id="detection-unknown-box-format"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.models.detectors", fromlist=["x"]).build_detector(
+            "yolov5", 4, (64, 64, 3)),
+        ValueError, r"`model` must be one of \['yolov1', 'yolov8'\]; received model='yolov5'",
+        id="detection-unknown-model"),
+    pytest.param(
+        lambda fx: data.load_detection_folder(fx.detection_files["images_dir"],
+                                              fx.detection_files["orphan"]),
+        ValueError, r"annotation\(s\) in `annotations_json` point to image ids that .*image_id 2"
+                    r".*received annotations_json=.*orphan\.json",
+        id="detection-annotation-without-image"),
 ]
 
 
@@ -761,6 +812,9 @@ RECIPE_CASES = [
     pytest.param("dcgan", ["--max-train-minutes", "-1"],
                  r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
                  id="dcgan-negative-time-budget"),
+    pytest.param("detect", ["--model", "yolov5"],
+                 r"--model must be one of \['yolov1', 'yolov8'\]; received 'yolov5'",
+                 id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
 ]

@@ -49,6 +49,7 @@ from kerasvision.data.checks import (
     check_segmentation_batch,
     open_image_file,
     validate_dataset,
+    validate_detection_dataset,
 )
 from kerasvision.data.loaders import (
     PETS_CLASS_NAMES,
@@ -123,4 +124,5 @@ __all__ = [
     "to_generative_image",
     "training_epoch",
     "validate_dataset",
+    "validate_detection_dataset",
 ]

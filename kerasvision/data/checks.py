@@ -197,3 +197,47 @@ def validate_dataset(ds, num_classes, num_batches=1, ignore_label=IGNORE_LABEL):
             "(an empty folder, a split with no examples, or take(0)/filter dropping everything?)."
         )
     return ds
+
+
+def validate_detection_dataset(ds, num_classes, num_examples=256):
+    """Check the first examples of a detection dataset: boxes inside the image, known classes.
+
+    Rows with a negative label are padding and are skipped. Images with no
+    object are valid.
+
+    Args:
+        ds: unbatched `tf.data.Dataset` of the detection dict `{"images" [H, W, 3],
+            "bounding_boxes": {"boxes" [K, 4] xyxy pixels, "labels" [K]}}`.
+        num_classes: int >= 1.
+        num_examples: int >= 1, how many examples to check.
+
+    Returns:
+        `ds`, unchanged.
+    """
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    num_examples = check_int("num_examples", num_examples, minimum=1)
+    checked = 0
+    for index, example in enumerate(ds.take(num_examples)):
+        height, width = example["images"].shape[:2]
+        boxes = example["bounding_boxes"]["boxes"].numpy()
+        labels = example["bounding_boxes"]["labels"].numpy()
+        real = labels >= 0
+        unknown = labels[real & (labels >= num_classes)]
+        if unknown.size:
+            raise ValueError(
+                f"`ds` labels must be class ids in [0, {num_classes}) (or -1 for padding); "
+                f"received, in example {index}, labels={sorted(set(unknown.tolist()))}."
+            )
+        bad = boxes[real][(boxes[real, 2] <= boxes[real, 0]) | (boxes[real, 3] <= boxes[real, 1])
+                          | (boxes[real, 0] < 0) | (boxes[real, 1] < 0)
+                          | (boxes[real, 2] > width) | (boxes[real, 3] > height)]
+        if bad.size:
+            raise ValueError(
+                "`ds` boxes must be xyxy pixels with x1 < x2 <= width and y1 < y2 <= height "
+                f"({width} x {height}); received, in example {index}, boxes={bad.tolist()[:3]}."
+            )
+        checked += 1
+    if not checked:
+        raise ValueError("`ds` must yield at least one example; received an empty dataset.")
+    return ds
+

@@ -56,6 +56,7 @@ def build_yolo_v1(
     head_filters=256,
     head_convs=2,
     scratch_filters=SCRATCH_FILTERS,
+    batch_norm=True,
     leaky_slope=0.1,
     name=None,
 ):
@@ -74,6 +75,7 @@ def build_yolo_v1(
         head_filters: int, width of the head's 3x3 convolutions.
         head_convs: int >= 0, number of those convolutions.
         scratch_filters: five ints, the from-scratch encoder's widths.
+        batch_norm: bool, batch normalisation in the from-scratch encoder.
         leaky_slope: float, the head's leaky ReLU slope (the paper: 0.1).
         name: str, model name.
 
@@ -97,7 +99,7 @@ def build_yolo_v1(
         x = ImagePreprocessing("unit", name="preprocessing")(images)
         for stage, width in enumerate(filters, start=1):
             x = apply_conv_block(x, check_int("scratch_filters", width, minimum=1),
-                                 batch_norm=True, name=f"stage{stage}")
+                                 batch_norm=batch_norm, name=f"stage{stage}")
             x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
         features = x
         name = name or "yolo_v1"
