@@ -7,6 +7,10 @@
   heads, trained with CIoU and binary cross-entropy through task-aligned
   assignment), built from its config (no preset download), with the fixes
   of `kerasvision.models.yolo_v8`.
+- `rcnn`: the notes' two-stage R-CNN, `kerasvision.models.rcnn` (Girshick
+  et al. 2014): selective-search proposals (OpenCV, the `rcnn` extra), a CNN
+  on each warped proposal, per-class box regression. Its training inputs are
+  proposal crops, built eagerly by `detector_training_data`.
 
 Every detector takes raw RGB images `[batch, H, W, 3]` in [0, 255] and is
 trained on batches of the package's detection contract:
@@ -20,6 +24,13 @@ trained on batches of the package's detection contract:
 import keras
 import tensorflow as tf
 
+from kerasvision.models.rcnn import (
+    build_rcnn,
+    compile_rcnn,
+    is_rcnn,
+    make_rcnn_training_data,
+    rcnn_detect,
+)
 from kerasvision.models.yolo import (
     YoloV1Loss,
     build_yolo_v1,
@@ -28,7 +39,7 @@ from kerasvision.models.yolo import (
 )
 from kerasvision.validation import check_choice, check_float, check_image_shape, check_int
 
-DETECTORS = ("yolov1", "yolov8")
+DETECTORS = ("yolov1", "yolov8", "rcnn")
 # A small YOLOv8 (about 1M parameters at 4 classes): trains in minutes on a CPU.
 YOLOV8_CHANNELS = (16, 32, 64, 128)
 YOLOV8_DEPTHS = (1, 1, 1, 1)
@@ -38,13 +49,14 @@ def build_detector(model, num_classes, input_shape, backbone=None, weights="auto
     """Builds a detector of `DETECTORS`.
 
     Args:
-        model: "yolov1" or "yolov8".
+        model: "yolov1", "yolov8" or "rcnn".
         num_classes: int >= 1.
-        input_shape: `(height, width, 3)`, sides multiples of 32.
-        backbone: yolov1 only, a registered backbone or None (from scratch).
-        weights: yolov1 with a backbone, its weights.
+        input_shape: `(height, width, 3)`, sides multiples of 32 (rcnn: the
+            image size only; the model itself takes `crop_size` crops).
+        backbone: yolov1 and rcnn, a registered backbone or None (from scratch).
+        weights: yolov1 and rcnn with a backbone, its weights.
         **kwargs: yolov1: `build_yolo_v1`'s; yolov8: `stackwise_channels`,
-            `stackwise_depth`, `fpn_depth`.
+            `stackwise_depth`, `fpn_depth`; rcnn: `build_rcnn`'s.
 
     Returns:
         A `keras.Model`.
@@ -54,6 +66,8 @@ def build_detector(model, num_classes, input_shape, backbone=None, weights="auto
     if model == "yolov1":
         return build_yolo_v1(num_classes, input_shape, backbone=backbone, weights=weights,
                              **kwargs)
+    if model == "rcnn":
+        return build_rcnn(num_classes, backbone=backbone, weights=weights, **kwargs)
     if backbone is not None:
         raise ValueError("`backbone` applies to yolov1 only (yolov8 has its own CSP backbone); "
                          f"received backbone={backbone!r} with model='yolov8'.")
@@ -100,12 +114,15 @@ def compile_detector(model, learning_rate, jit_compile="auto"):
     """Compiles a detector with Adam and its family's loss.
 
     yolov1: `YoloV1Loss` (the paper's five terms). yolov8: keras-cv's binary
-    cross-entropy on classes and CIoU on boxes.
+    cross-entropy on classes and CIoU on boxes. rcnn: softmax cross-entropy
+    on C + 1 classes and smooth L1 on the true class's box deltas.
     """
     check_float("learning_rate", learning_rate, minimum=0.0, strict_minimum=True)
     # Clipping: a from-scratch detector's first steps see large box-loss gradients.
     optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=10.0)
-    if is_yolo_v8(model):
+    if is_rcnn(model):
+        compile_rcnn(model, optimizer, jit_compile=jit_compile)
+    elif is_yolo_v8(model):
         model.compile(optimizer=optimizer, classification_loss="binary_crossentropy",
                       box_loss="ciou", jit_compile=jit_compile)
     else:
@@ -124,7 +141,17 @@ def detector_targets(model):
         callable `batch dict -> (images, targets)`: yolov8 targets are
         keras-cv's `{"boxes", "classes"}`; yolov1 targets the encoded grid
         `[batch, S, S, 5 + C]`.
+
+    Raises:
+        ValueError: for an R-CNN, whose inputs are proposal crops that no
+            per-batch map can produce; use `detector_training_data`.
     """
+    if is_rcnn(model):
+        raise ValueError(
+            f"`model` is an R-CNN (model.name={model.name!r}): its training inputs are "
+            "warped proposal crops, not images, so there is no per-batch map; expected a "
+            "yolov1 or yolov8 model here. Use detector_training_data(model, dataset), which "
+            "calls kerasvision.models.rcnn.make_rcnn_training_data.")
     if is_yolo_v8(model):
         def to_yolo_v8(batch):
             boxes = batch["bounding_boxes"]
@@ -147,6 +174,30 @@ def detector_targets(model):
     return to_yolo_v1
 
 
+def detector_training_data(model, dataset, training=True, **kwargs):
+    """`(inputs, targets)` batches for `model.fit` from a batched dataset of the contract.
+
+    yolov1 and yolov8: `dataset.map(detector_targets(model))`, lazy. rcnn:
+    `make_rcnn_training_data`, built eagerly once (selective search on every
+    image, then sampled, warped proposal crops held in memory; shuffled when
+    `training`).
+
+    Args:
+        model: a detector of `build_detector`.
+        dataset: batched `tf.data.Dataset` of the detection contract.
+        training: bool; rcnn only, whether to shuffle the crops.
+        **kwargs: rcnn only, `make_rcnn_training_data`'s (`batch_size`,
+            `samples_per_image`, `proposal_cache`, ...).
+    """
+    if is_rcnn(model):
+        kwargs.setdefault("shuffle", training)
+        return make_rcnn_training_data(dataset, model, **kwargs)
+    if kwargs:
+        raise ValueError("keyword arguments apply to rcnn models only; received "
+                         f"{sorted(kwargs)} for model={model.name!r}.")
+    return dataset.map(detector_targets(model), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _set_yolo_v8_decoder(model, score_threshold, iou_threshold, max_detections):
     """Gives keras-cv's detector an NMS with these settings, unless it has one already.
 
@@ -161,8 +212,9 @@ def _set_yolo_v8_decoder(model, score_threshold, iou_threshold, max_detections):
     current = (getattr(decoder, "confidence_threshold", None), getattr(decoder, "iou_threshold",
                None), getattr(decoder, "max_detections", None))
     if current != wanted:
+        # The class head ends in a sigmoid: its outputs are probabilities already.
         model.prediction_decoder = keras_cv.layers.MultiClassNonMaxSuppression(
-            bounding_box_format="xyxy", from_logits=True, iou_threshold=wanted[1],
+            bounding_box_format="xyxy", from_logits=False, iou_threshold=wanted[1],
             confidence_threshold=wanted[0], max_detections=wanted[2],
             max_detections_per_class=wanted[2], dtype="float32")
 
@@ -172,7 +224,8 @@ def detect(model, images, score_threshold=0.05, iou_threshold=0.5, max_detection
 
     Args:
         model: a detector of `build_detector`.
-        images: float `[batch, H, W, 3]` in [0, 255] at the model's input size.
+        images: float `[batch, H, W, 3]` in [0, 255] at the model's input size
+            (rcnn: any size; eager only, selective search runs in OpenCV).
         score_threshold: float, lowest score kept.
         iou_threshold: float, overlap above which a lower-scored box of the
             same class is suppressed.
@@ -182,6 +235,9 @@ def detect(model, images, score_threshold=0.05, iou_threshold=0.5, max_detection
         dict `boxes` float32 `[batch, max_detections, 4]` xyxy pixels, `scores`,
         `classes` int32 (-1 padding), `num_detections` int32 `[batch]`.
     """
+    if is_rcnn(model):
+        return rcnn_detect(model, images, score_threshold=score_threshold,
+                           iou_threshold=iou_threshold, max_detections=max_detections)
     images = tf.cast(images, tf.float32)
     if is_yolo_v8(model):
         _set_yolo_v8_decoder(model, score_threshold, iou_threshold, max_detections)
