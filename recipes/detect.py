@@ -1,11 +1,15 @@
 """Object detection: boxes and classes of every shape in a scene, scored by COCO mAP.
 
-Trains one of two detectors (`--model`):
+Trains one of three detectors (`--model`):
 - yolov8: keras-cv's anchor-free YOLOv8, small (about 1M parameters), built
   from its config; the default, the fastest to a good mAP on a CPU;
 - yolov1: the one-stage YOLO of Redmon et al. 2016 (an S x S grid, the centre
   cell responsible, the five-term sum-squared loss), on a registered
-  backbone (--backbone) or a small from-scratch encoder.
+  backbone (--backbone) or a small from-scratch encoder;
+- rcnn: the two-stage R-CNN of Girshick et al. 2014: selective-search proposals
+  (OpenCV: pip install kerasvision[rcnn]), each warped to a fixed size and
+  classified by a CNN with box regression, then per-class NMS (no export:
+  the proposals are not a TensorFlow graph).
 
 With no arguments it trains on the embedded detection scenes (128 x 128, one
 to four disks, squares, triangles and crosses; no download) for at most
@@ -98,9 +102,12 @@ def main(argv=None):
                                            args.iou_threshold, args.max_detections)
     summary.update(plot_detection_run(collected, class_names, history, args.output_dir,
                                       summary["per_class_ap_50"]))
-    summary["export_path"] = export_detector(model, args.export_dir, args.score_threshold,
-                                             args.iou_threshold, args.max_detections)
-    print(f"exported to {summary['export_path']}")
+    if args.model == "rcnn":  # selective search runs in OpenCV, outside any TensorFlow graph
+        print("no SavedModel export for rcnn: its proposals come from OpenCV, not a graph")
+    else:
+        summary["export_path"] = export_detector(model, args.export_dir, args.score_threshold,
+                                                 args.iou_threshold, args.max_detections)
+        print(f"exported to {summary['export_path']}")
     write_json(os.path.join(args.output_dir, "summary.json"), summary)
     return summary
 

@@ -20,7 +20,7 @@ from kerasvision.data.loaders import VOC_CLASS_NAMES, load_detection_folder, loa
 from kerasvision.data.pipelines import make_detection_pipeline
 from kerasvision.data.shapes import SHAPES_CLASSIFICATION_NAMES, load_shapes_detection
 from kerasvision.metrics import coco_evaluate, precision_recall_curve
-from kerasvision.models.detectors import detect, detector_targets
+from kerasvision.models.detectors import detect, detector_training_data
 from kerasvision.tasks.runs import image_counts
 from kerasvision.training import distribute, load_model_weights, make_callbacks, read_history
 from kerasvision.validation import check_int
@@ -154,15 +154,14 @@ def fit_detector(model, train, validation, run_dir, epochs, verbose=2, max_minut
     """
     check_int("epochs", epochs, minimum=1)
     deadline = time.time() + 60 * max_minutes if max_minutes else None
-    to_model = detector_targets(model)
     callbacks = make_callbacks(run_dir, MONITOR, "max", deadline=deadline, schedule=schedule)
     # After the backup restores the model (first), before the checkpoint and CSV read the logs.
     callbacks.insert(1, ValidationMeanAP(validation, score_threshold, iou_threshold,
                                          max_detections))
     distribute.fit(
         model,
-        train.map(to_model, num_parallel_calls=tf.data.AUTOTUNE),
-        validation_data=validation.map(to_model, num_parallel_calls=tf.data.AUTOTUNE),
+        detector_training_data(model, train, training=True),
+        validation_data=detector_training_data(model, validation, training=False),
         epochs=epochs,
         shuffle=False,  # the tf.data pipeline shuffles
         callbacks=callbacks,
