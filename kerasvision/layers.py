@@ -218,3 +218,234 @@ def apply_logits_head(x, num_classes, name="logits", kernel_initializer="glorot_
         num_classes, 1, kernel_initializer=kernel_initializer, name=f"{name}_conv"
     )(x)
     return layers.Activation("linear", dtype="float32", name=name)(x)
+
+
+def _pair(name, value):
+    """An int or a pair of ints >= 1 as a pair (pool and unpooling sizes)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"`{name}` must be an int or a pair (height, width) of ints; "
+                f"received {name}={value!r}."
+            )
+        return tuple(check_int(name, item, minimum=1) for item in value)
+    value = check_int(name, value, minimum=1)
+    return (value, value)
+
+
+def _check_rank4(name, shape):
+    if len(shape) != 4:
+        raise ValueError(
+            f"`{name}` must be a 4D tensor [batch, height, width, channels]; "
+            f"received shape {tuple(shape)}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+class MaxPoolingWithArgmax2D(layers.Layer):
+    """Max pooling that also returns where each maximum was (the pooling "switches").
+
+    SegNet (Badrinarayanan, Kendall and Cipolla, "SegNet: A Deep Convolutional
+    Encoder-Decoder Architecture for Image Segmentation", TPAMI 2017) and
+    DeconvNet (Noh, Hong and Han, "Learning Deconvolution Network for Semantic
+    Segmentation", ICCV 2015) record these positions in the encoder so that
+    `MaxUnpooling2D` can put the decoder's values back where the maxima were:
+    boundaries stay sharp, and only the indices (not U-Net's feature maps)
+    cross from encoder to decoder.
+
+    Computed by `tf.nn.max_pool_with_argmax` with `include_batch_in_index=True`,
+    so indices count from the start of the whole (per-replica) batch and the
+    unpooling needs no batch offsets. The op has no XLA kernel: compile models
+    holding this layer with `jit_compile=False`.
+
+    Args:
+        pool_size: int or pair of ints, the pooling window (default 2).
+        strides: int, pair of ints or None (= `pool_size`).
+        padding: "valid" or "same".
+
+    Input shape: `[batch, height, width, channels]`, any float dtype (cast to
+    the layer's compute dtype, so bfloat16 under mixed precision).
+    Output: a pair `(pooled, argmax)`, both `[batch, out_height, out_width,
+    channels]`: the maxima (compute dtype), and int64 flat indices into the
+    input, `((b * height + y) * width + x) * channels + c`.
+    """
+
+    PADDINGS = ("valid", "same")
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _pair("pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _pair("strides", strides)
+        self.padding = check_choice("padding", padding, self.PADDINGS)
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        pooled, argmax = tf.nn.max_pool_with_argmax(
+            inputs,
+            ksize=self.pool_size,
+            strides=self.strides,
+            padding=self.padding.upper(),
+            include_batch_in_index=True,
+        )
+        # The op's gradient only flows through `pooled`; the indices are data.
+        return pooled, tf.stop_gradient(argmax)
+
+    def _pooled_size(self, size, axis):
+        if size is None:
+            return None
+        if self.padding == "same":
+            return -(-size // self.strides[axis])
+        return (size - self.pool_size[axis]) // self.strides[axis] + 1
+
+    def compute_output_shape(self, input_shape):
+        _check_rank4("inputs", input_shape)
+        batch, height, width, channels = input_shape
+        shape = (batch, self._pooled_size(height, 0), self._pooled_size(width, 1), channels)
+        return shape, shape
+
+    def compute_output_spec(self, inputs):
+        shape, _ = self.compute_output_shape(inputs.shape)
+        return (
+            keras.KerasTensor(shape, dtype=self.compute_dtype),
+            keras.KerasTensor(shape, dtype="int64"),
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+class MaxUnpooling2D(layers.Layer):
+    """Scatters values to the positions a `MaxPoolingWithArgmax2D` recorded; zeros elsewhere.
+
+    The unpooling of SegNet (Badrinarayanan et al. 2017, section 3) and
+    DeconvNet (Noh et al. 2015, section 3.2): a sparse, parameter-free
+    upsampling that puts each value where its encoder maximum was. Its
+    gradient is a gather at those positions, so it trains anywhere a
+    scatter does (any batch size, mixed precision, `tf.distribute`: indices
+    are per replica, as the pooling computed them on the replica's batch).
+
+    Args:
+        size: int or pair of ints, the pooling's strides: the output is
+            `size` times the input's height and width.
+        output_shape: None or `(height, width)`, the pooled tensor's size when
+            it is not `size` times the input's (odd sizes under "valid" or
+            "same" pooling).
+
+    Input: a pair `[values, argmax]`, both `[batch, height, width, channels]`:
+    values (any float dtype, cast to the compute dtype) and the integer
+    indices returned with them by `MaxPoolingWithArgmax2D`.
+    Output shape: `[batch, size * height, size * width, channels]` (or
+    `[batch, *output_shape, channels]`). Indices that repeat (overlapping
+    pooling windows) add their values.
+    """
+
+    def __init__(self, size=2, output_shape=None, **kwargs):
+        super().__init__(**kwargs)
+        self.size = _pair("size", size)
+        if output_shape is not None:
+            if not isinstance(output_shape, (tuple, list)) or len(output_shape) != 2:
+                raise ValueError(
+                    "`output_shape` must be None or a pair (height, width) of ints; "
+                    f"received output_shape={output_shape!r}."
+                )
+            output_shape = tuple(check_int("output_shape", size, minimum=1) for size in output_shape)
+        # Not `self.output_shape`: keep clear of any attribute Keras gives layers.
+        self.unpooled_shape = output_shape
+
+    def _check_inputs(self, inputs):
+        if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+            raise ValueError(
+                "`inputs` of MaxUnpooling2D must be a pair [values, argmax]; "
+                f"received {type(inputs).__name__} {inputs!r:.200}."
+            )
+        values, argmax = inputs
+        _check_rank4("values", values.shape)
+        if tuple(values.shape) != tuple(argmax.shape) and None not in tuple(values.shape) + tuple(argmax.shape):
+            raise ValueError(
+                "`values` and `argmax` must have the same shape; received values shape "
+                f"{tuple(values.shape)} and argmax shape {tuple(argmax.shape)}."
+            )
+        if "int" not in str(argmax.dtype):
+            raise ValueError(
+                f"`argmax` must hold integer indices; received argmax of dtype {argmax.dtype}."
+            )
+        return values, argmax
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        values, argmax = self._check_inputs(inputs)
+        # Static sizes where known, so the next layer sees its channels at trace time.
+        dynamic = tf.shape(values, out_type=tf.int64)
+        factors = (1, *self.size, 1) if self.unpooled_shape is None else (1, 1, 1, 1)
+        shape = tf.stack([
+            dynamic[axis] * factors[axis] if size is None else tf.constant(size, tf.int64)
+            for axis, size in enumerate(self.compute_output_shape(values.shape))
+        ])
+        flat = tf.scatter_nd(
+            tf.reshape(tf.cast(argmax, tf.int64), [-1, 1]),
+            tf.reshape(values, [-1]),
+            tf.reshape(tf.reduce_prod(shape), [1]),
+        )
+        return tf.reshape(flat, shape)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (tuple, list)) and input_shape and isinstance(
+            input_shape[0], (tuple, list)
+        ):
+            input_shape = input_shape[0]  # [values shape, argmax shape]
+        _check_rank4("values", input_shape)
+        batch, height, width, channels = input_shape
+        if self.unpooled_shape is not None:
+            height, width = self.unpooled_shape
+        else:
+            height = None if height is None else height * self.size[0]
+            width = None if width is None else width * self.size[1]
+        return (batch, height, width, channels)
+
+    def compute_output_spec(self, inputs):
+        values, _ = self._check_inputs(inputs)
+        return keras.KerasTensor(self.compute_output_shape(values.shape), dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "output_shape": self.unpooled_shape,
+        }
+
+
+def apply_scratch_encoder(images, filters, num_stages, batch_norm=True, name="stage"):
+    """A small encoder trained from scratch: per stage, two 3x3 convolutions and 2x2 max pooling.
+
+    What detectors and classifiers use instead of a registered backbone when
+    they must train in minutes on a CPU (raw pixels scaled to [0, 1] first).
+
+    Args:
+        images: tensor `[batch, H, W, 3]` of raw RGB in [0, 255].
+        filters: sequence of `num_stages` ints, each stage's width.
+        num_stages: int, the number of stride-2 stages the caller needs.
+        batch_norm: bool, batch normalisation after each convolution.
+        name: str, layer-name prefix (`{name}1_conv1`, `{name}1_pool`, ...).
+
+    Returns:
+        Tensor `[batch, H / 2**num_stages, W / 2**num_stages, filters[-1]]`.
+    """
+    filters = tuple(filters)
+    if len(filters) != num_stages:
+        raise ValueError(f"`scratch_filters` must hold {num_stages} widths (one per stride-2 "
+                         f"stage); received scratch_filters={filters!r}.")
+    x = ImagePreprocessing("unit", name="preprocessing")(images)
+    for stage, width in enumerate(filters, start=1):
+        x = apply_conv_block(x, check_int("scratch_filters", width, minimum=1),
+                             batch_norm=batch_norm, name=f"{name}{stage}")
+        x = layers.MaxPooling2D(2, name=f"{name}{stage}_pool")(x)
+    return x
+

@@ -49,7 +49,7 @@ from keras import layers
 
 from kerasvision.backbones import build_backbone, get_backbone_spec, resolve_weights
 from kerasvision.boxes import iou_matrix, non_max_suppression
-from kerasvision.layers import ImagePreprocessing, apply_conv_block
+from kerasvision.layers import apply_scratch_encoder
 from kerasvision.validation import check_choice, check_float, check_int
 
 EXTRA_HINT = "pip install kerasvision[rcnn]"
@@ -377,15 +377,7 @@ def build_rcnn(num_classes, crop_size=64, backbone=None, weights="auto", fc_unit
     check_int("context_pixels", context_pixels, minimum=0, maximum=(crop_size - 1) // 2)
     crops = keras.Input((crop_size, crop_size, 3), name="crops")
     if backbone is None:
-        filters = tuple(scratch_filters)
-        if len(filters) != 4:
-            raise ValueError("`scratch_filters` must hold 4 widths (one per stride-2 stage); "
-                             f"received scratch_filters={scratch_filters!r}.")
-        x = ImagePreprocessing("unit", name="preprocessing")(crops)
-        for stage, width in enumerate(filters, start=1):
-            x = apply_conv_block(x, check_int("scratch_filters", width, minimum=1),
-                                 batch_norm=True, name=f"stage{stage}")
-            x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+        x = apply_scratch_encoder(crops, scratch_filters, 4, batch_norm=True)
         name = name or "rcnn"
     else:
         get_backbone_spec(backbone)

@@ -29,7 +29,7 @@ import tensorflow as tf
 from keras import layers
 
 from kerasvision.backbones import build_backbone, get_backbone_spec, resolve_weights
-from kerasvision.layers import ImagePreprocessing, apply_conv_block
+from kerasvision.layers import apply_scratch_encoder
 from kerasvision.validation import (
     check_float,
     check_image_shape,
@@ -92,15 +92,7 @@ def build_yolo_v1(
     check_float("leaky_slope", leaky_slope, minimum=0.0)
     images = keras.Input(input_shape, name="images")
     if backbone is None:
-        filters = tuple(scratch_filters)
-        if len(filters) != 5:
-            raise ValueError("`scratch_filters` must hold 5 widths (one per stride-2 stage); "
-                             f"received scratch_filters={scratch_filters!r}.")
-        x = ImagePreprocessing("unit", name="preprocessing")(images)
-        for stage, width in enumerate(filters, start=1):
-            x = apply_conv_block(x, check_int("scratch_filters", width, minimum=1),
-                                 batch_norm=batch_norm, name=f"stage{stage}")
-            x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+        x = apply_scratch_encoder(images, scratch_filters, 5, batch_norm=batch_norm)
         features = x
         name = name or "yolo_v1"
     else:
