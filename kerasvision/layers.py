@@ -281,6 +281,7 @@ class MaxPoolingWithArgmax2D(layers.Layer):
     def call(self, inputs):
         import tensorflow as tf
 
+        _check_rank4("inputs", inputs.shape)
         pooled, argmax = tf.nn.max_pool_with_argmax(
             inputs,
             ksize=self.pool_size,
@@ -334,9 +335,10 @@ class MaxUnpooling2D(layers.Layer):
     Args:
         size: int or pair of ints, the pooling's strides: the output is
             `size` times the input's height and width.
-        output_shape: None or `(height, width)`, the pooled tensor's size when
-            it is not `size` times the input's (odd sizes under "valid" or
-            "same" pooling).
+        output_shape: None or `(height, width)` of the tensor the indices
+            were taken from, when it is not `size` times the input's (odd
+            sizes); it must be that size exactly, since the flat indices
+            count its rows and columns.
 
     Input: a pair `[values, argmax]`, both `[batch, height, width, channels]`:
     values (any float dtype, cast to the compute dtype) and the integer
@@ -355,7 +357,7 @@ class MaxUnpooling2D(layers.Layer):
                     "`output_shape` must be None or a pair (height, width) of ints; "
                     f"received output_shape={output_shape!r}."
                 )
-            output_shape = tuple(check_int("output_shape", size, minimum=1) for size in output_shape)
+            output_shape = tuple(check_int("output_shape", side, minimum=1) for side in output_shape)
         # Not `self.output_shape`: keep clear of any attribute Keras gives layers.
         self.unpooled_shape = output_shape
 
