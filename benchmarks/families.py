@@ -3,7 +3,8 @@
 `FAMILIES` maps a `--families` name to a `Family`: its realistic and smoke
 sizes, how to build it from the library's builders (weights=None) and how to
 compile it as its recipe does. `make_batch` makes one synthetic batch of a
-family's kind with the matching `TensorSpec`s.
+family's kind with the matching `TensorSpec`s (detection batches are
+embedded shapes scenes mapped through the model's `detector_targets`).
 """
 
 import dataclasses
@@ -14,6 +15,9 @@ import numpy as np
 SEGMENTATION_CLASSES = 5  # the embedded shapes scenes: background and 4 shapes
 CLASSIFICATION_CLASSES = 10
 LATENT_DIM = 100  # the GAN recipes' default
+DETECTION_CLASSES = 4  # the embedded detection scenes: disks, squares, triangles, crosses
+DETECTION_MAX_OBJECTS = 4  # recipes/detect.py's --max-objects
+DETECTION_LEARNING_RATE = 2e-3  # recipes/detect.py's peak learning rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +26,8 @@ class Family:
 
     Attributes:
         name: the `--families` key.
-        kind: "classification", "segmentation" or "generative" (what a batch holds).
+        kind: "classification", "segmentation", "generative" or "detection"
+            (what a batch holds).
         image_size, batch_size: the realistic configuration.
         smoke_image_size, smoke_batch_size: `--smoke`'s.
         short_steps: steps short enough (tens of milliseconds per batch slice)
@@ -113,6 +118,27 @@ def _build_diffusion(size, smoke):
     return DiffusionModel(network, timesteps=1000, seed=0)
 
 
+def _build_yolov8_detector(size, smoke):
+    from kerasvision.models.detectors import build_detector
+
+    # recipes/detect.py's default: the small keras-cv YOLOv8 (~1M parameters).
+    return build_detector("yolov8", DETECTION_CLASSES, (size, size, 3))
+
+
+def _build_yolov1_detector(size, smoke):
+    from kerasvision.models.detectors import build_detector
+
+    # The recipe's --model yolov1 without --backbone: the from-scratch encoder.
+    return build_detector("yolov1", DETECTION_CLASSES, (size, size, 3), weights=None)
+
+
+def _compile_detector(model, jit_compile, steps_per_execution):
+    from kerasvision.models.detectors import compile_detector
+
+    compile_detector(model, DETECTION_LEARNING_RATE, jit_compile=jit_compile)
+    model.steps_per_execution = steps_per_execution
+
+
 def _compile_classifier(model, jit_compile, steps_per_execution):
     from kerasvision.tasks.classification import compile_classifier
 
@@ -162,18 +188,48 @@ FAMILIES = {
         # Batch 16 at 64x64: the pixels of the recipe's 64 images of 32x32.
         Family("diffusion", "generative", 64, 16, 16, 4, False,
                _build_diffusion, _compile_trainer, lambda m: []),
+        # The detectors at recipes/detect.py's 128x128 and batch 16; 64 px in
+        # --smoke (yolov1's grid is then 2x2). kerasvision.flops fails on
+        # keras-cv's YOLOv8 (its `Split` layers have no `built`), so only
+        # yolov1 is cross-checked.
+        Family("yolov8_detector", "detection", 128, 16, 64, 2, False,
+               _build_yolov8_detector, _compile_detector, lambda m: []),
+        Family("yolov1_detector", "detection", 128, 16, 64, 2, False,
+               _build_yolov1_detector, _compile_detector, lambda m: [m]),
     )
 }
+DETECTION_FAMILIES = ("yolov8_detector", "yolov1_detector")
 SCALING_FAMILIES = ("fcn8s_vgg16", "unet_resnet50")
 
 
-def make_batch(kind, image_size, batch_size, seed=0):
+def make_batch(kind, image_size, batch_size, seed=0, model=None):
     """One synthetic batch as `fit` receives it, and the matching static `TensorSpec`s.
 
-    Pixel values follow each model's input contract: [0, 255] for classifiers
-    and segmenters, [-1, 1] for generative trainers.
+    Pixel values follow each model's input contract: [0, 255] for classifiers,
+    segmenters and detectors, [-1, 1] for generative trainers.
+
+    Detection (`model` required): embedded shapes scenes rather than noise,
+    because the detectors' losses assign boxes to anchors or grid cells, and
+    random boxes would give that assignment unrealistic work. The detection
+    dict goes through `detector_targets(model)`, as `fit_detector` maps it, so
+    the targets are each family's own (keras-cv's dict, or yolov1's grid).
     """
     import tensorflow as tf
+
+    if kind == "detection":
+        if model is None:
+            raise ValueError("make_batch('detection', ...) needs the model: its targets "
+                             "depend on the detector family.")
+        from kerasvision.data import load_shapes_detection
+        from kerasvision.models.detectors import detector_targets
+
+        scenes = load_shapes_detection("train", batch_size, image_size, seed,
+                                       DETECTION_MAX_OBJECTS)
+        batch = next(iter(scenes.batch(batch_size)))
+        data = tf.nest.map_structure(lambda t: t.numpy(), detector_targets(model)(batch))
+        specs = (tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)),
+                                       data),)
+        return data, specs
 
     rng = np.random.default_rng(seed)
     shape = (batch_size, image_size, image_size, 3)

@@ -21,9 +21,19 @@ signatures probabilities and class ids at the input size: that extra work
 is part of what serving costs. The first call of each way (tracing) is
 reported apart.
 
+Then a detector (`--detector`, default yolov8 at 128x128, the detection
+recipe's; `none` skips it) is exported with `kerasvision.export.export_detector`
+(NMS inside the graph) and timed the same way in a second table:
+
+- `detect_tf_function`: `kerasvision.models.detectors.detect` (network,
+  decoding, NMS) inside a `tf.function`, at the model's size;
+- `serving_default`: the export's signature, uint8 images in, which adds
+  resizing and the boxes' rescaling to the images' pixels.
+
 Run (times for 2 quiet cores):
     python benchmarks/serving_latency.py                    # 224x224, ~4 min
     python benchmarks/serving_latency.py --image-size 512 --methods keras_call,serving_default
+    python benchmarks/serving_latency.py --detector yolov1 --detector-size 224
     python benchmarks/serving_latency.py --smoke            # 32x32, seconds (tests)
 
 Writes --output (default benchmarks/results/serving_latency.json).
@@ -39,7 +49,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import profiling, reporting, timing  # noqa: E402
 
 METHODS = ("keras_call", "keras_call_tf_function", "predict", "serving_default", "serving_bytes")
+DETECTION_METHODS = ("detect_tf_function", "serving_default")
+DETECTORS = ("yolov8", "yolov1", "none")
 NUM_CLASSES = 5
+DETECTION_CLASSES = 4  # the embedded detection scenes' classes
 # Targets of the issue, measured on this run.
 SIGNATURE_OVERHEAD_LIMIT = 1.10  # serving_default batch-32 time / keras_call's
 BATCH1_LIMIT = 1.5  # batch-1 p50 / (batch-32 time per image)
@@ -144,6 +157,12 @@ def parse_args(argv):
                         help="untimed batch-1 calls first (default 2)")
     parser.add_argument("--export-dir", default=None,
                         help="where to export (default: a temporary directory, removed after)")
+    parser.add_argument("--detector", choices=DETECTORS, default="yolov8",
+                        help="detector exported and timed after FCN-8s (none: skip it)")
+    parser.add_argument("--detector-size", type=int, default=None,
+                        help="detector input side, multiple of 32 (default 128; --smoke 64)")
+    parser.add_argument("--detector-export-dir", default=None,
+                        help="where to export the detector (default: a temporary directory)")
     parser.add_argument("--precision", default="float32",
                         choices=("float32", "mixed_bfloat16", "auto"),
                         help="dtype policy of the exported model (auto: what the recipes pick "
@@ -164,6 +183,9 @@ def parse_args(argv):
         args.latency_warmup)
     if args.image_size % 32 or args.image_size < 32:
         parser.error(f"--image-size must be a multiple of 32; received {args.image_size}")
+    args.detector_size = args.detector_size or (64 if args.smoke else 128)
+    if args.detector_size % 32 or args.detector_size < 32:
+        parser.error(f"--detector-size must be a multiple of 32; received {args.detector_size}")
     for flag in ("batch_size", "fc_units", "latency_calls"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1; received {getattr(args, flag)}")
@@ -221,6 +243,88 @@ def measure_exported(args, export_dir):
     return rows, facts
 
 
+def measure_detector(args, export_dir):
+    """Builds, exports (`export_detector`), loads and times a detector; returns (rows, facts).
+
+    Untrained weights: the time of NMS depends on how many boxes pass the
+    score threshold, so a trained detector's NMS can cost a little more or less.
+    """
+    import keras
+    import tensorflow as tf
+
+    from kerasvision.export import export_detector, load_export
+    from kerasvision.models.detectors import build_detector, detect
+
+    keras.utils.set_random_seed(args.seed)
+    size = args.detector_size
+    # measure_exported resolved --precision ("auto" -> a policy name) already.
+    keras.mixed_precision.set_global_policy(args.precision)
+    try:
+        model = build_detector(args.detector, DETECTION_CLASSES, (size, size, 3), weights=None)
+        start = time.perf_counter()
+        path = export_detector(model, export_dir)
+        export_s = time.perf_counter() - start
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    start = time.perf_counter()
+    loaded = load_export(path)
+    facts = {"model": args.detector, "image_size": size, "export_s": export_s,
+             "load_s": time.perf_counter() - start, "parameters": int(model.count_params())}
+    print(f"exported {args.detector} ({facts['parameters']:,} parameters) in {export_s:.1f} s, "
+          f"loaded in {facts['load_s']:.1f} s", flush=True)
+
+    # Both ways use the export's NMS settings (export_detector's defaults).
+    compiled = tf.function(lambda images: detect(model, images))
+    serving_default = loaded.signatures["serving_default"]
+    callers = {
+        "detect_tf_function": lambda inputs: compiled(inputs["float32"]),
+        "serving_default": lambda inputs: serving_default(images=inputs["uint8"]),
+    }
+    inputs = make_inputs(size, args.batch_size, args.seed)
+    single = {key: value[:1] for key, value in inputs.items()}
+    rows = []
+    for method in DETECTION_METHODS:
+        row = {"method": method, "model": args.detector, "image_size": size,
+               "batch_size": args.batch_size}
+        try:
+            row.update(measure_method(callers[method], single, inputs, args))
+        except Exception as error:  # one way failing must not end the run
+            row["error"] = reporting.describe_error(error)
+        rows.append(row)
+        if "error" in row:
+            print(f"  {args.detector} {method}: failed: {row['error']}", flush=True)
+        else:
+            print(f"  {args.detector} {method}: batch-1 p50 {row['batch1_p50_ms']:.1f} ms, batch "
+                  f"{args.batch_size} {row['batch_img_s']:.2f} img/s", flush=True)
+    direct = next((r for r in rows if r["method"] == "detect_tf_function" and "error" not in r),
+                  None)
+    for row in rows:
+        if direct and "error" not in row:
+            row["vs_detect"] = row["batch_ms"] / direct["batch_ms"]
+    return rows, facts
+
+
+DETECTION_COLUMNS = [
+    ("method", "method", "s"),
+    ("batch1_p50_ms", "b1 p50 ms", ".1f"),
+    ("batch1_p99_ms", "b1 p99 ms", ".1f"),
+    ("batch_ms", "bN ms", ".0f"),
+    ("batch_img_s", "bN img/s", ".2f"),
+    ("vs_detect", "bN time / detect", ".2f"),
+    ("first_call_s", "1st call s", ".1f"),
+]
+
+
+def run_detection(args):
+    """The detector's rows and export facts, or `([], None)` with `--detector none`."""
+    if args.detector == "none":
+        return [], None
+    if args.detector_export_dir:
+        return measure_detector(args, args.detector_export_dir)
+    with tempfile.TemporaryDirectory(prefix="kerasvision_serving_detector_") as directory:
+        return measure_detector(args, directory)
+
+
 def run_benchmark(args):
     """Runs the benchmark for parsed flags; returns the JSON payload."""
     started = time.perf_counter()
@@ -231,6 +335,7 @@ def run_benchmark(args):
     else:
         with tempfile.TemporaryDirectory(prefix="kerasvision_serving_") as directory:
             rows, facts = measure_exported(args, directory)
+    detection_rows, detection_facts = run_detection(args)
     print()
     print(f"FCN-8s/VGG16 at {args.image_size}x{args.image_size}, fc {args.fc_units}: batch 1 "
           f"over {args.latency_calls} calls, batch N={args.batch_size} median of {args.repeats}")
@@ -241,9 +346,16 @@ def run_benchmark(args):
         verdict = "not measured" if target["met"] is None else "met" if target["met"] else "NOT met"
         value = "-" if target["value"] is None else f"{target['value']:.2f}"
         print(f"  {target['target']}: {value} (<= {target['threshold']}) {verdict}")
+    if detection_facts:
+        print()
+        print(f"{args.detector} detector at {args.detector_size}x{args.detector_size} "
+              f"(export_detector, NMS inside): batch 1 over {args.latency_calls} calls, batch "
+              f"N={args.batch_size} median of {args.repeats}")
+        print(reporting.format_table(detection_rows, DETECTION_COLUMNS))
     payload = {"benchmark": "serving_latency", "environment": env,
                "config": reporting.args_dict(args), "export": facts, "rows": rows,
-               "targets": targets}
+               "targets": targets,
+               "detection": {"export": detection_facts, "rows": detection_rows}}
     return reporting.finish_run(payload, args.output, started)
 
 

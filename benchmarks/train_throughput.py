@@ -2,7 +2,8 @@
 
 For each family at a realistic size (CNN classifier 64x64, transfer ResNet50
 224x224, FCN-8s/VGG16 224x224, U-Net/ResNet50 256x256, DCGAN and WGAN-GP
-64x64, diffusion U-Net 64x64; models from the library builders with
+64x64, diffusion U-Net 64x64, YOLOv8 and YOLO v1 detectors 128x128 on the
+embedded shapes scenes; models from the library builders with
 weights=None, compiled as the recipes compile them) and each variant
 (float32 or mixed_bfloat16, XLA on or off, steps_per_execution), the script
 runs `model.fit` on one in-memory batch repeated, so that the input pipeline
@@ -278,7 +279,8 @@ def _time_configuration(family, variant, image_size, batch_size, args, flops_cac
         row["xla_effective"] = bool(model.jit_compile)
         if variant.xla and not row["xla_effective"]:
             row["note"] = "Keras ran it without XLA: a layer of the model does not support it"
-        data, specs = families.make_batch(family.kind, image_size, batch_size, args.seed)
+        data, specs = families.make_batch(family.kind, image_size, batch_size, args.seed,
+                                          model=model)
         timing = measure_training(model, data, variant.steps_per_execution,
                                   args.warmup, args.repeats)
         key = (family.name, image_size, batch_size)
@@ -581,7 +583,8 @@ def parse_args(argv):
         cast=int)
     args.scaling_batch = args.scaling_batch or (1 if smoke else 2)
     args.scaling_size = args.scaling_size or (32 if smoke else 128)
-    if set(args.families) & {"transfer_resnet50", "fcn8s_vgg16", "unet_resnet50"}:
+    if set(args.families) & {"transfer_resnet50", "fcn8s_vgg16", "unet_resnet50",
+                             *families.DETECTION_FAMILIES}:
         sizes = [args.image_size or 32]
         if args.scaling:
             sizes += [*args.scaling_sizes, args.scaling_size]

@@ -154,6 +154,41 @@ def test_torch_peer_is_skipped_with_a_hint_when_torch_is_missing(capsys):
     assert train_throughput.TORCH_MISSING in capsys.readouterr().out
 
 
+@pytest.mark.slow  # about 35 s: keras-cv's YOLOv8 graph traces slowly
+def test_train_throughput_smoke_of_the_detectors(tmp_path):
+    output = tmp_path / "train.json"
+    train_throughput.main(["--smoke", "--families", ",".join(families.DETECTION_FAMILIES),
+                           "--variants", "float32", "--output", str(output)])
+    result = load_json(output)
+    rows = result["rows"]
+    assert [r["family"] for r in rows] == ["yolov8_detector", "yolov1_detector"]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, THROUGHPUT_KEYS)
+        assert row["uncounted_function_calls"] == 0
+        assert (row["image_size"], row["batch_size"]) == (64, 2)
+    # kerasvision.flops cannot read keras-cv's YOLOv8: only yolov1 is cross-checked.
+    assert {name for name, check in result["flops_checks"].items() if check} == {
+        "yolov1_detector"}
+    check = result["flops_checks"]["yolov1_detector"]
+    assert check["ratio"] == pytest.approx(1.0, abs=0.02)
+    assert 2.5 < check["train_over_forward"] < 3.5
+
+
+def test_detection_batches_carry_each_detectors_own_targets():
+    from kerasvision.models.detectors import build_detector
+
+    model = build_detector("yolov1", families.DETECTION_CLASSES, (64, 64, 3), weights=None)
+    (images, grid), specs = families.make_batch("detection", 64, 3, model=model)
+    # yolov1 at 64 px: a 2x2 grid of (x, y, w, h, confidence) and 4 class scores.
+    assert images.shape == (3, 64, 64, 3) and grid.shape == (3, 2, 2, 5 + 4)
+    assert 0 <= images.min() and images.max() <= 255
+    assert grid[..., 4].sum() >= 3  # every scene holds at least one shape
+    assert [spec.shape.as_list() for spec in specs[0]] == [[3, 64, 64, 3], [3, 2, 2, 9]]
+    with pytest.raises(ValueError, match="needs the model"):
+        families.make_batch("detection", 64, 3)
+
+
 @pytest.mark.slow
 def test_train_throughput_smoke_every_family(tmp_path):
     output = tmp_path / "train.json"
@@ -271,9 +306,22 @@ def test_input_pipeline_smoke(tmp_path):
 def test_serving_latency_smoke(tmp_path):
     output = tmp_path / "serving.json"
     serving_latency.main(["--smoke", "--output", str(output),
-                          "--export-dir", str(tmp_path / "export")])
+                          "--export-dir", str(tmp_path / "export"),
+                          "--detector", "yolov1",  # the faster to export; yolov8 is the default
+                          "--detector-export-dir", str(tmp_path / "detector")])
     result = load_json(output)
     assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+    # The detector's export is timed after FCN-8s, in its own table.
+    assert (tmp_path / "detector" / "1" / "saved_model.pb").exists()
+    detection = result["detection"]
+    assert detection["export"]["model"] == "yolov1" and detection["export"]["image_size"] == 64
+    assert detection["export"]["parameters"] > 0
+    assert [row["method"] for row in detection["rows"]] == list(serving_latency.DETECTION_METHODS)
+    for row in detection["rows"]:
+        assert "error" not in row, row.get("error")
+        assert_positive_finite(row, ("batch1_p50_ms", "batch1_p99_ms", "batch_ms",
+                                     "batch_img_s", "vs_detect", "first_call_s"))
+    assert detection["rows"][0]["vs_detect"] == pytest.approx(1.0)
     rows = {row["method"]: row for row in result["rows"]}
     assert set(rows) == set(serving_latency.METHODS)
     for row in rows.values():
@@ -290,11 +338,12 @@ def test_serving_latency_times_a_mixed_bfloat16_export(tmp_path):
 
     output = tmp_path / "serving.json"
     serving_latency.main(["--smoke", "--output", str(output), "--precision", "mixed_bfloat16",
-                          "--methods", "keras_call,serving_default",
+                          "--methods", "keras_call,serving_default", "--detector", "none",
                           "--export-dir", str(tmp_path / "export")])
     assert keras.mixed_precision.global_policy().name == "float32"
     result = load_json(output)
     assert result["config"]["precision"] == "mixed_bfloat16"
+    assert result["detection"] == {"export": None, "rows": []}
     rows = {row["method"]: row for row in result["rows"]}
     assert set(rows) == {"keras_call", "serving_default"}
     assert all("error" not in row for row in rows.values())
@@ -351,6 +400,61 @@ def test_generative_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run
     assert (full.gmm_iterations, full.extractor, full.extractor_images, full.extractor_epochs) == (
         100, "auto", None, None)
     assert not full.smoke and full.ddim_steps == [10, 20, 50, 100]
+
+
+# ---------------------------------------------------------------------------
+# detection_quality.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("models", [
+    "yolov1",  # the default run: the same code path as every model, the fastest to trace
+    pytest.param("yolov8,yolov1", marks=pytest.mark.slow),
+])
+def test_detection_quality_smoke_trains_scores_and_times_every_detector(tmp_path, capsys, models):
+    import keras
+
+    from benchmarks import detection_quality
+
+    output = tmp_path / "detection.json"
+    detection_quality.main(["--smoke", "--models", models, "--output", str(output)])
+    assert keras.mixed_precision.global_policy().name == "float32"
+    printed = capsys.readouterr().out
+    result = load_json(output)
+    assert result["benchmark"] == "detection_quality" and result["config"]["smoke"] is True
+    assert result["environment"]["cpu"]["model"] and len(result["date"]) == 10
+    expected = models.split(",")
+    if "yolov8" in expected and importlib.util.find_spec("keras_cv") is None:  # yolov8's dependency: skipped with a note
+        expected = ["yolov1"]
+        assert any(note.startswith("yolov8: skipped") for note in result["notes"])
+    rows = result["rows"]
+    assert [row["model"] for row in rows] == expected
+    for row in rows:
+        assert "error" not in row, row.get("error_detail")
+        assert f"| {row['model']}" in printed
+        for key in ("map_50", "map"):
+            assert math.isfinite(row[key]) and 0.0 <= row[key] <= 1.0, (key, row[key])
+        assert_positive_finite(row, ("batch1_img_s", "batchN_img_s", "train_minutes",
+                                     "parameters", "batch1_first_call_s"))
+        # --smoke's step cap, not the budget, ends training.
+        assert row["steps"] == 2 and not row["budget_expired"]
+        assert row["eval_images"] == 4 and row["precision"] == "float32"
+    assert result["config"]["throughput_batch"] == 2
+
+
+def test_detection_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run_alone():
+    from benchmarks import detection_quality
+
+    smoke = detection_quality.parse_args(["--smoke", "--models", "yolov1", "--image-size", "96"])
+    assert (smoke.models, smoke.image_size, smoke.max_steps, smoke.train_images) == (
+        ["yolov1"], 96, 2, 8)
+    full = detection_quality.parse_args([])
+    assert (full.models, full.budget_minutes, full.image_size, full.batch_size) == (
+        ["yolov8", "yolov1"], 5.0, 128, 16)
+    assert (full.throughput_batch, full.max_steps, full.learning_rate, full.augment) == (
+        32, None, 2e-3, True)
+    with pytest.raises(SystemExit):
+        detection_quality.parse_args(["--image-size", "100"])
 
 
 # ---------------------------------------------------------------------------
@@ -414,6 +518,7 @@ def test_torch_peer_smoke(tmp_path):
 
 SMOKE_TESTS = {
     "data_preview": ["test_data_preview_smoke_writes_the_figure_and_the_class_balance"],
+    "detection_quality": ["test_detection_quality_smoke_trains_scores_and_times_every_detector"],
     "generative_quality": ["test_generative_quality_smoke_scores_every_family_and_the_floor"],
     "input_pipeline": ["test_input_pipeline_smoke"],
     "layer_profile": ["test_layer_profile_smoke_accounts_for_every_convolution"],
