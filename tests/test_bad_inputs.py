@@ -761,7 +761,7 @@ CASES = [
     pytest.param(
         lambda fx: __import__("kerasvision.models.detectors", fromlist=["x"]).build_detector(
             "yolov5", 4, (64, 64, 3)),
-        ValueError, r"`model` must be one of \['yolov1', 'yolov8'\]; received model='yolov5'",
+        ValueError, r"`model` must be one of \['rcnn', 'yolov1', 'yolov8'\]; received model='yolov5'",
         id="detection-unknown-model"),
     pytest.param(
         lambda fx: data.load_detection_folder(fx.detection_files["images_dir"],
@@ -813,7 +813,7 @@ RECIPE_CASES = [
                  r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
                  id="dcgan-negative-time-budget"),
     pytest.param("detect", ["--model", "yolov5"],
-                 r"--model must be one of \['yolov1', 'yolov8'\]; received 'yolov5'",
+                 r"--model must be one of \['rcnn', 'yolov1', 'yolov8'\]; received 'yolov5'",
                  id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),

@@ -32,7 +32,7 @@ def _summary_of_smoke_run(model, tmp_path):
         "--output-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export")])
 
 
-@pytest.mark.parametrize("model", ["yolov8", "yolov1"])
+@pytest.mark.parametrize("model", [pytest.param("yolov8", marks=pytest.mark.slow), "yolov1"])
 def test_recipe_smoke_trains_reports_plots_and_exports(model, tmp_path):
     summary = _summary_of_smoke_run(model, tmp_path)
     for key in ("map", "map_50", "map_75"):
@@ -204,7 +204,7 @@ def test_mirrored_step_matches_single_device(mirrored_results, family):
     "call, match",
     [
         (lambda: build_detector("yolov5", 4, (64, 64, 3)),
-         r"`model` must be one of \['yolov1', 'yolov8'\]; received model='yolov5'"),
+         r"`model` must be one of \['rcnn', 'yolov1', 'yolov8'\]; received model='yolov5'"),
         (lambda: build_detector("yolov8", 4, (64, 64, 3), backbone="vgg16"),
          r"`backbone` applies to yolov1 only.*received backbone='vgg16'"),
         (lambda: build_detector("yolov8", 4, (60, 60, 3)), r"multiples of the network stride 32"),

@@ -227,6 +227,7 @@ def free_ports(count):
             sock.close()
 
 
+@pytest.mark.slow  # tests/test_multi_worker.py runs a two-worker cluster by default
 def test_multi_worker_recipe_trains_both_workers_identically_and_only_the_chief_exports(tmp_path):
     output_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "export")
     ports = free_ports(2)

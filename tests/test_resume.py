@@ -182,10 +182,12 @@ def uninterrupted(tmp_path_factory):
     return get
 
 
-CASES = [pytest.param("cnn_classifier", point, id=f"cnn_classifier-{point}")
+# By default the two points that an epoch's files can be split at; the rest are slow.
+DEFAULT_POINTS = ("after_best_checkpoint", "after_history_row")
+CASES = [pytest.param("cnn_classifier", point, id=f"cnn_classifier-{point}",
+                      marks=() if point in DEFAULT_POINTS else pytest.mark.slow)
          for point in KILL_POINTS] + [
-    pytest.param("unet", point, id=f"unet-{point}",
-                 marks=() if point == "after_best_checkpoint" else pytest.mark.slow)
+    pytest.param("unet", point, id=f"unet-{point}", marks=pytest.mark.slow)
     for point in KILL_POINTS] + [
     pytest.param("detect", point, id=f"detect-{point}", marks=pytest.mark.slow)
     for point in ("mid_epoch", "after_history_row")]

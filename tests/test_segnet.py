@@ -242,6 +242,7 @@ def test_loss_falls_on_a_tiny_task():
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the layers and the model's export path are covered by faster tests
 def test_recipe_smoke_run_exports(tmp_path):
     from recipes import segnet
 
