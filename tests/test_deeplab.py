@@ -86,6 +86,7 @@ def test_keras_file_round_trip(tmp_path):
     assert_keras_file_round_trip(model, images, tmp_path / "deeplab.keras")
 
 
+@pytest.mark.slow  # about 12 s of tracing; the layers' equality with keras-cv runs by default
 def test_loss_falls_on_a_tiny_task():
     keras.utils.set_random_seed(0)
     model = build_deeplabv3plus(2, (32, 32, 3), backbone=None, dropout=0.0, **SMALL)

@@ -68,7 +68,7 @@ EXPORT_CHECK = """
 """
 
 
-@pytest.mark.parametrize("family", ["yolov8", "yolov1"])
+@pytest.mark.parametrize("family", [pytest.param("yolov8", marks=pytest.mark.slow), "yolov1"])
 def test_export_answers_like_the_model_in_the_senders_pixels(family, tmp_path):
     keras.utils.set_random_seed(0)
     kwargs = ({"stackwise_channels": (8, 8, 16, 16)} if family == "yolov8"
@@ -181,6 +181,7 @@ def mirrored_results():
     return json.loads(line[len("RESULTS "):])
 
 
+@pytest.mark.slow  # a fresh process building both detectors twice: about 40 s
 @pytest.mark.parametrize("family", ["yolov1", "yolov8"])
 def test_mirrored_step_matches_single_device(mirrored_results, family):
     result = mirrored_results[family]

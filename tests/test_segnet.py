@@ -164,6 +164,7 @@ DISTRIBUTED_CODE = """
 """
 
 
+@pytest.mark.slow  # a fresh process with two logical CPUs
 def test_mirrored_step_over_two_cpus_equals_one_device():
     output = run_in_fresh_process(DISTRIBUTED_CODE, timeout=300)
     result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
@@ -242,7 +243,6 @@ def test_loss_falls_on_a_tiny_task():
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # the layers and the model's export path are covered by faster tests
 def test_recipe_smoke_run_exports(tmp_path):
     from recipes import segnet
 
