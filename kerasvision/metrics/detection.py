@@ -256,6 +256,18 @@ def _class_ids(ground_truth, detections, class_names):
     return largest + 1, None
 
 
+def _prepare_pair(ground_truth, detections):
+    """`_prepare`d ground truth and detections, checked to describe the same images."""
+    gt = _prepare("ground_truth", ground_truth, with_scores=False)
+    dt = _prepare("detections", detections, with_scores=True)
+    if len(gt) != len(dt):
+        raise ValueError(
+            "`ground_truth` and `detections` must describe the same images; received "
+            f"{len(gt)} ground-truth entries and {len(dt)} detection entries."
+        )
+    return gt, dt
+
+
 def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLDS,
                   max_detections=100, class_names=None):
     """COCO box evaluation: mean average precision over IoU thresholds and classes.
@@ -314,13 +326,7 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
             f"iou_thresholds={iou_thresholds!r}."
         )
     max_detections = check_int("max_detections", max_detections, minimum=1)
-    gt = _prepare("ground_truth", ground_truth, with_scores=False)
-    dt = _prepare("detections", detections, with_scores=True)
-    if len(gt) != len(dt):
-        raise ValueError(
-            "`ground_truth` and `detections` must describe the same images; received "
-            f"{len(gt)} ground-truth entries and {len(dt)} detection entries."
-        )
+    gt, dt = _prepare_pair(ground_truth, detections)
     num_classes, names = _class_ids(gt, dt, class_names)
     # 0.5 and 0.75 are always evaluated, for map_50 and map_75.
     extra = [t for t in (0.5, 0.75) if not np.any(np.isclose(thresholds, t, atol=1e-9))]
@@ -386,13 +392,7 @@ def precision_recall_curve(ground_truth, detections, class_id, iou_threshold=0.5
                                 strict_minimum=True)
     if max_detections is not None:
         max_detections = check_int("max_detections", max_detections, minimum=1)
-    gt = _prepare("ground_truth", ground_truth, with_scores=False)
-    dt = _prepare("detections", detections, with_scores=True)
-    if len(gt) != len(dt):
-        raise ValueError(
-            "`ground_truth` and `detections` must describe the same images; received "
-            f"{len(gt)} ground-truth entries and {len(dt)} detection entries."
-        )
+    gt, dt = _prepare_pair(ground_truth, detections)
     scores, matches, num_gt = _class_matches(gt, dt, class_id, np.array([iou_threshold]),
                                              max_detections)
     recall, precision = _curve(matches[0], max(num_gt, 1))
