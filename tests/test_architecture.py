@@ -15,7 +15,7 @@ LAYERS = (
     ("validation", "hardware", "flops", "visualize", "boxes"),
     ("data",),
     ("backbones", "layers", "kernels"),
-    ("losses", "metrics"),
+    ("losses", "metrics", "explain", "adversarial"),
     ("models",),
     ("training",),
     ("export",),
