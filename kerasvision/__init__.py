@@ -6,9 +6,7 @@ trained with `model.fit` and exported for TF Serving.
 Importing kerasvision imports TensorFlow with its C++ start-up logging
 (oneDNN notices, "Could not find cuda drivers", cuInit errors on machines
 without a GPU) turned off, unless `TF_CPP_MIN_LOG_LEVEL` is already set:
-set it to 0 to see everything TensorFlow's C++ runtime logs. On CPUs with
-AMX it also caps oneDNN at AVX512_CORE_BF16 unless `ONEDNN_MAX_CPU_ISA` is
-set (`kerasvision.hardware.limit_onednn_on_amx`).
+set it to 0 to see everything TensorFlow's C++ runtime logs.
 """
 
 import os
@@ -56,10 +54,6 @@ def _import_tensorflow_quietly():
                     sys.stderr.write(line)
 
 
-if "tensorflow" not in sys.modules:  # oneDNN reads its ISA limit once, when TensorFlow first runs
-    from kerasvision import hardware
-
-    hardware.onednn_limit = hardware.limit_onednn_on_amx()
 _import_tensorflow_quietly()
 
 from kerasvision.validation import IGNORE_LABEL  # noqa: E402,F401

@@ -1,8 +1,4 @@
-"""What the CPU can do, read without importing TensorFlow, and the settings that follow from it.
-
-`kerasvision/__init__.py` calls `limit_onednn_on_amx()` before TensorFlow is
-imported: oneDNN reads `ONEDNN_MAX_CPU_ISA` once, when it first runs.
-"""
+"""What the CPU can do, read without importing TensorFlow, and the settings that follow from it."""
 
 import os
 import platform
@@ -35,30 +31,21 @@ def cpu_info(path="/proc/cpuinfo"):
             frozenset(flags.group(1).split()) if flags else frozenset())
 
 
-def limit_onednn_on_amx(flags=None, environ=None):
-    """Keeps oneDNN off AMX, where its bfloat16 kernels corrupt the heap in FCN training.
+def onednn_uses_amx(flags=None, environ=None):
+    """Whether oneDNN may run its AMX kernels in this process.
 
-    On Intel CPUs with AMX, TensorFlow 2.21's oneDNN aborts FCN-8s/VGG16
-    training with 4096-wide fc6/fc7 under mixed_bfloat16 ("malloc():
-    unaligned tcache chunk detected", SIGABRT) within its first steps;
-    capping oneDNN at AVX512_CORE_BF16 avoids it and still computes bfloat16
-    natively (docs/known_issues.md). float32 never uses AMX, so it is
-    unaffected. A user who sets `ONEDNN_MAX_CPU_ISA` keeps their setting.
+    True on a CPU with `amx_bf16` unless `ONEDNN_MAX_CPU_ISA` caps oneDNN
+    below AMX (for example `AVX512_CORE_BF16`, which keeps native bfloat16
+    through AVX512-BF16 instructions).
 
     Args:
         flags: CPU flags (default: `cpu_info()`'s).
-        environ: the environment to change (default: `os.environ`).
+        environ: the environment (default: `os.environ`).
 
     Returns:
-        The ISA limit now in force for this reason, or None.
+        bool.
     """
     environ = os.environ if environ is None else environ
     flags = cpu_info()[1] if flags is None else flags
-    if "amx_bf16" not in flags or "ONEDNN_MAX_CPU_ISA" in environ:
-        return None
-    environ["ONEDNN_MAX_CPU_ISA"] = AMX_SAFE_ISA
-    return AMX_SAFE_ISA
-
-
-# Set by kerasvision's import: the ISA limit `limit_onednn_on_amx` applied, or None.
-onednn_limit = None
+    limit = environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return "amx_bf16" in flags and (limit == "ALL" or "AMX" in limit)

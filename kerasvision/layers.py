@@ -200,6 +200,83 @@ def apply_conv_block(
     return x
 
 
+# oneDNN's AMX bfloat16 convolution (TensorFlow 2.21) corrupts the heap when it
+# maps more than 2048 input channels to 2-15 output channels (docs/known_issues.md).
+AMX_UNSAFE_MIN_INPUT_CHANNELS = 2049
+AMX_SAFE_MIN_FILTERS = 16
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+class WideInputConv2D(layers.Conv2D):
+    """A `Conv2D` whose 1x1 narrow-from-wide case runs as a matrix product.
+
+    Same weights, outputs and gradients as `keras.layers.Conv2D`. When a 1x1,
+    stride-1 kernel maps more than 2048 input channels to 2-15 filters, the
+    layer multiplies the `[pixels, channels]` matrix by the kernel instead of
+    calling the convolution: oneDNN's AMX bfloat16 convolution in TensorFlow
+    2.21 corrupts the heap (SIGABRT) for exactly those shapes, as FCN's
+    `score_fr` (4096 -> classes) has, while its matrix product is sound.
+    Every other shape runs as a plain convolution (`amx_unsafe_convolutions`
+    still reports a larger kernel of that width).
+
+    Args: those of `keras.layers.Conv2D`.
+
+    Example:
+        >>> scores = WideInputConv2D(5, 1, name="score_fr")(keras.Input((None, None, 4096)))
+    """
+
+    def runs_as_matmul(self, input_channels):
+        """Whether a call on `input_channels` channels takes the matrix-product path."""
+        return (tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
+                and self.groups == 1 and self.data_format == "channels_last"
+                and 1 < self.filters < AMX_SAFE_MIN_FILTERS
+                and input_channels >= AMX_UNSAFE_MIN_INPUT_CHANNELS)
+
+    def convolution_op(self, inputs, kernel):
+        input_channels = kernel.shape[-2]
+        if not self.runs_as_matmul(input_channels):
+            return super().convolution_op(inputs, kernel)
+        shape = ops.shape(inputs)
+        pixels = ops.reshape(inputs, (-1, input_channels))
+        outputs = ops.matmul(pixels, ops.reshape(kernel, (input_channels, self.filters)))
+        return ops.reshape(outputs, (shape[0], shape[1], shape[2], self.filters))
+
+
+def _walk_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model (a backbone)
+            yield from _walk_layers(layer)
+
+
+def amx_unsafe_convolutions(model):
+    """Names of `model`'s convolutions that oneDNN's AMX bfloat16 kernels would corrupt.
+
+    Those are convolutions mapping more than 2048 input channels to 2-15
+    filters, except `WideInputConv2D`'s 1x1 ones, which run as a matmul. Under a bfloat16 policy on an AMX CPU
+    with oneDNN unrestricted, training such a model aborts the process
+    (docs/known_issues.md); elsewhere they are harmless.
+
+    Args:
+        model: a built `keras.Model` (nested models are searched too).
+
+    Returns:
+        list of str, the offending layers' names (empty when none).
+    """
+    found = []
+    for layer in _walk_layers(model):
+        kernel = getattr(layer, "kernel", None)
+        filters = getattr(layer, "filters", None)
+        if not isinstance(layer, layers.Conv2D) or kernel is None or filters is None:
+            continue
+        input_channels = kernel.shape[-2] * layer.groups
+        if isinstance(layer, WideInputConv2D) and layer.runs_as_matmul(input_channels):
+            continue
+        if 1 < filters < AMX_SAFE_MIN_FILTERS and input_channels >= AMX_UNSAFE_MIN_INPUT_CHANNELS:
+            found.append(layer.name)
+    return found
+
+
 def apply_logits_head(x, num_classes, name="logits", kernel_initializer="glorot_uniform"):
     """1x1 convolution to class scores, returned in float32.
 
@@ -214,7 +291,7 @@ def apply_logits_head(x, num_classes, name="logits", kernel_initializer="glorot_
     Returns:
         Tensor `[batch, height, width, num_classes]`, float32 logits.
     """
-    x = layers.Conv2D(
+    x = WideInputConv2D(
         num_classes, 1, kernel_initializer=kernel_initializer, name=f"{name}_conv"
     )(x)
     return layers.Activation("linear", dtype="float32", name=name)(x)

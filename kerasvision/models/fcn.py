@@ -22,7 +22,7 @@ from kerasvision.backbones import (
     resolve_weights,
 )
 from kerasvision import kernels
-from kerasvision.layers import UPSAMPLING_METHODS, apply_upsampling
+from kerasvision.layers import UPSAMPLING_METHODS, WideInputConv2D, apply_upsampling
 from kerasvision.validation import (
     check_choice,
     check_float,
@@ -106,7 +106,7 @@ def build_fcn(
             fc_units, 1, activation="relu", kernel_initializer="he_normal", name="fc7"
         )(x)
         x = layers.Dropout(dropout, name="fc7_dropout")(x)
-    scores = layers.Conv2D(num_classes, 1, name="score_fr")(x)
+    scores = WideInputConv2D(num_classes, 1, name="score_fr")(x)
 
     stride = FCN_STRIDE
     for feature_key, finest in (("P4", "16s"), ("P3", "8s")):

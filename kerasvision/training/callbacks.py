@@ -22,6 +22,9 @@ import warnings
 import numpy as np
 import keras
 
+from kerasvision import hardware
+from kerasvision.layers import amx_unsafe_convolutions
+
 
 
 class NonFiniteLossError(RuntimeError):
@@ -94,6 +97,33 @@ def _loss_scale_optimizers(model):
     if optimizers and all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers):
         return optimizers
     return []
+
+
+class AMXConvolutionCheck(keras.callbacks.Callback):
+    """Stops, before the first step, a bfloat16 run that oneDNN's AMX kernels would abort.
+
+    On an AMX CPU with oneDNN unrestricted, TensorFlow 2.21's AMX bfloat16
+    convolution corrupts the heap when more than 2048 input channels map to
+    2-15 filters, and the process dies with SIGABRT within a few steps, losing
+    the run. kerasvision's own heads use `WideInputConv2D`, which avoids it;
+    this check catches a user's model that would still hit it and says what
+    to do instead. Elsewhere it does nothing.
+    """
+
+    def on_train_begin(self, logs=None):
+        if keras.mixed_precision.global_policy().compute_dtype != "bfloat16":
+            return
+        if not hardware.onednn_uses_amx():
+            return
+        unsafe = amx_unsafe_convolutions(self.model)
+        if unsafe:
+            raise RuntimeError(
+                f"layers {unsafe} map more than 2048 channels to fewer than 16: under "
+                "mixed_bfloat16 on this AMX CPU, oneDNN's kernels would abort the process "
+                "(docs/known_issues.md). Build them with kerasvision.layers.WideInputConv2D, "
+                "train in float32, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 before "
+                "importing TensorFlow."
+            )
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -469,7 +499,7 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
     Returns:
         list of callbacks: `ResumableBackup` (rerunning the same command
         after a kill resumes from the last finished epoch), the schedule,
-        `KeyPipelinesByEpoch`, `StopOnNonFiniteLoss`, the best checkpoint
+        `KeyPipelinesByEpoch`, `AMXConvolutionCheck`, `StopOnNonFiniteLoss`, the best checkpoint
         `best.weights.h5` (written atomically), a CSV log `history.csv`,
         `TimeBudget` (so the epoch it cuts short is still saved) and
         `CommitEpoch`, which writes the backup once the epoch's other files
@@ -488,6 +518,7 @@ def make_callbacks(run_dir, monitor, mode="max", phase="train", deadline=None, s
         # After the backup, which restores the optimizer's step count it reads.
         *([schedule] if schedule is not None else []),
         KeyPipelinesByEpoch(),
+        AMXConvolutionCheck(),
         StopOnNonFiniteLoss(),
         *kill_point("mid_epoch"),
         # The checkpoint before the CSV row: a rerun of an epoch whose row was

@@ -56,10 +56,6 @@ def select_precision(precision="auto", verbose=True):
     keras.mixed_precision.set_global_policy(precision)
     if verbose:
         print(f"precision: {precision} ({reason})")
-        if precision != "float32" and hardware.onednn_limit:
-            print(f"oneDNN limited to {hardware.onednn_limit} on this AMX CPU (a heap corruption "
-                  "in its AMX bfloat16 kernels, docs/known_issues.md); set ONEDNN_MAX_CPU_ISA "
-                  "to override")
     return precision
 
 
