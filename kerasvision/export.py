@@ -629,3 +629,37 @@ def export_diffusion_sampler(model, export_dir, eta=0.0, clip_denoised=True, ver
         ],
     )
     return _write(archive, export_dir, version)
+
+
+def export_embedding_network(model, export_dir, version=None):
+    """Exports an embedding network (images -> L2-normalised embeddings) for TF Serving.
+
+    `serving_default` takes `images`, uint8 `[batch, height, width, 3]` of any
+    size (resized bilinearly to the model's input size), and returns
+    `embeddings`, float32 `[batch, D]` of unit L2 norm: compare them by
+    Euclidean distance, or by cosine similarity (their dot product).
+
+    Args:
+        model: a `keras.Model` images -> embeddings with a fixed input size,
+            e.g. from `kerasvision.models.siamese.build_embedding_network`.
+        export_dir: str, the model base path; a new integer version inside it.
+        version: int or None (the next free number).
+
+    Returns:
+        str, the directory written.
+    """
+    size = _model_image_size(model)
+
+    def serve_images(images):
+        images = _check_images_request(images)
+        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        embeddings = tf.cast(model(resized, training=False), tf.float32)
+        # Normalised again: resizing or a custom network may leave them off the sphere.
+        return {"embeddings": tf.math.l2_normalize(embeddings, axis=-1)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serve_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    return _write(archive, export_dir, version)

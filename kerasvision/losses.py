@@ -1,4 +1,5 @@
-"""Segmentation losses with an ignore label: cross-entropy, focal, Dice.
+"""Segmentation losses with an ignore label (cross-entropy, focal, Dice), the WGAN terms, and
+the metric-learning losses of verification (`ContrastiveLoss`, `TripletSemiHardLoss`).
 
 Every loss here takes
 
@@ -632,3 +633,218 @@ def gradient_penalty(critic, real_images, fake_images, alpha, epsilon=1e-12, tra
     gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
     norms = ops.sqrt(ops.sum(ops.square(gradients), axis=-1) + epsilon)
     return ops.mean(ops.square(norms - 1.0))
+
+
+# ---------------------------------------------------------------------------
+# Metric learning: losses on (identity labels, embeddings) for verification.
+# ---------------------------------------------------------------------------
+
+_METRIC_LEARNING_SHAPES_DOC = """Shapes: `y_true` `[batch]` (or `[batch, 1]`) integer identity labels
+    (Keras passes them as floats; they are rounded back), `y_pred` `[batch, D]`
+    embeddings, usually L2-normalised (`build_embedding_network`). `call`
+    returns `[batch]` values whose batch mean is the mean over the pairs the
+    loss is defined on, so Keras's default reduction gives that mean and
+    `model.fit` on `(images, identities)` batches trains the embedding network
+    directly."""
+
+
+def _metric_learning_inputs(y_true, y_pred):
+    """Labels int32 `[B]` and float32 embeddings `[B, D]`, shapes checked."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, axis=-1)
+    if len(y_pred.shape) != 2:
+        raise ValueError(
+            "`y_pred` must be embeddings of rank 2 [batch, embedding_dim]; received shape "
+            f"{tuple(y_pred.shape)}."
+        )
+    if len(y_true.shape) != 1:
+        raise ValueError(
+            "`y_true` must be identity labels of rank 1 [batch]; received shape "
+            f"{tuple(y_true.shape)}."
+        )
+    if None not in (y_true.shape[0], y_pred.shape[0]) and y_true.shape[0] != y_pred.shape[0]:
+        raise ValueError(
+            f"`y_true` and `y_pred` must have the same batch size; received y_true shape "
+            f"{tuple(y_true.shape)} and y_pred shape {tuple(y_pred.shape)}."
+        )
+    labels = ops.cast(ops.round(ops.cast(y_true, "float32")), "int32")
+    return labels, y_pred
+
+
+def _check_identities_in_batch(labels, need_positive):
+    """Eagerly (outside `tf.function`) raise when a batch cannot form the loss's pairs.
+
+    Inside `fit` the labels are symbolic; there the loss skips what it cannot
+    form, and the identity pipeline guarantees batches of several identities.
+    """
+    import numpy as np
+    import tensorflow as tf  # eagerness is a TensorFlow notion (local: the rest is backend-neutral)
+
+    if not tf.executing_eagerly():
+        return
+    values = np.asarray(ops.convert_to_numpy(labels)).reshape(-1)
+    found, counts = np.unique(values, return_counts=True)
+    if found.size < 2:
+        raise ValueError(
+            "`y_true` must hold at least two identities per batch (a negative for every "
+            f"anchor); received a batch of {values.size} with identities {found.tolist()}."
+        )
+    if need_positive and counts.max() < 2:
+        raise ValueError(
+            "`y_true` must hold some identity twice per batch (an anchor-positive pair); "
+            f"received {values.size} distinct identities. Batch P identities x K >= 2 images."
+        )
+
+
+def pairwise_distances(embeddings, squared=False):
+    """Euclidean distances between every two rows of `embeddings`.
+
+    Args:
+        embeddings: float tensor `[batch, D]`.
+        squared: bool, return squared distances.
+
+    Returns:
+        float32 `[batch, batch]`, zero on the diagonal. Computed as
+        `|a|^2 + |b|^2 - 2 a.b` (one matmul), clipped at 0 against round-off;
+        the square root is taken of at least 1e-12, so its gradient stays finite
+        for identical rows.
+    """
+    embeddings = ops.cast(embeddings, "float32")
+    dot = ops.matmul(embeddings, ops.transpose(embeddings))
+    norms = ops.diagonal(dot)
+    squared_distances = ops.maximum(norms[:, None] - 2.0 * dot + norms[None, :], 0.0)
+    if squared:
+        return squared_distances
+    return ops.sqrt(ops.maximum(squared_distances, 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+@fill_doc(shapes=_METRIC_LEARNING_SHAPES_DOC)
+class ContrastiveLoss(keras.losses.Loss):
+    """Contrastive loss over every pair of a batch (Hadsell, Chopra and LeCun 2006).
+
+    For two embeddings at Euclidean distance `D`, the paper's loss (its eq. 4)
+    is `1/2 D^2` when they show the same identity and `1/2 max(0, margin - D)^2`
+    otherwise: same identities are pulled together, different ones pushed
+    apart until they are `margin` away, and no further. The siamese pair of
+    the paper (two copies of one network) is here the whole batch: every
+    image goes through the one embedding network once and all `B (B - 1) / 2`
+    pairs of the batch count; the loss is their mean.
+
+    Args:
+        margin: float > 0, the distance beyond which a different-identity
+            pair costs nothing (1.0: half the diameter of the unit sphere
+            that L2-normalised embeddings live on).
+        reduction, name, dtype: as for any `keras.losses.Loss`.
+
+    {shapes}
+
+    Example:
+
+    ```python
+    model = build_embedding_network((32, 32, 3))
+    model.compile(optimizer="adam", loss=ContrastiveLoss(margin=1.0))
+    model.fit(images, identities, batch_size=64)
+    ```
+    """
+
+    def __init__(self, margin=1.0, reduction="sum_over_batch_size", name="contrastive_loss",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.margin = check_float("margin", margin, minimum=0.0, strict_minimum=True)
+
+    def call(self, y_true, y_pred):
+        labels, embeddings = _metric_learning_inputs(y_true, y_pred)
+        _check_identities_in_batch(labels, need_positive=False)
+        distances = pairwise_distances(embeddings)
+        same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
+        batch = ops.shape(labels)[0]
+        off_diagonal = 1.0 - ops.eye(batch, dtype="float32")
+        pair_loss = 0.5 * (same * ops.square(distances)
+                           + (1.0 - same) * ops.square(ops.relu(self.margin - distances)))
+        # Each anchor's mean over the others: the batch mean of these is the
+        # mean over ordered pairs, which equals the mean over unordered ones.
+        others = ops.cast(batch - 1, "float32")
+        return ops.divide_no_nan(ops.sum(pair_loss * off_diagonal, axis=1), others)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerasvision")
+@fill_doc(shapes=_METRIC_LEARNING_SHAPES_DOC)
+class TripletSemiHardLoss(keras.losses.Loss):
+    """Triplet loss with semi-hard negatives mined within the batch (Schroff et al. 2015, FaceNet).
+
+    Every anchor-positive pair `(a, p)` of the batch (same identity, `a != p`)
+    is paired with one negative `n` (another identity) and costs
+    `max(0, d(a, p) - d(a, n) + margin)`. FaceNet's semi-hard negative is the
+    closest negative still farther from the anchor than the positive,
+    `d(a, n) > d(a, p)`: hard enough to teach, but not the hardest, whose
+    gradients collapse training early on (FaceNet, section 3.2). When no
+    negative is farther than the positive, the farthest negative is taken
+    (as TensorFlow Addons' `TripletSemiHardLoss` did; written anew here, since
+    Addons is no longer maintained). The loss is the mean over all
+    anchor-positive pairs; batches should hold P identities with K >= 2
+    images each (FaceNet, section 3.2: "around 40 faces per identity").
+
+    Args:
+        margin: float > 0, the gap `alpha` wanted between negative and positive
+            distances (FaceNet: 0.2 with squared distances on the unit sphere).
+        squared: bool, use squared Euclidean distances, as FaceNet does
+            (True), or plain ones (False).
+        reduction, name, dtype: as for any `keras.losses.Loss`.
+
+    {shapes}
+
+    A batch with one identity only, or with no identity twice, has no
+    triplets: called eagerly that raises a ValueError naming `y_true`; inside
+    `fit` such anchors count for nothing (a batch without triplets has loss 0).
+
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss=TripletSemiHardLoss(margin=0.2))
+    model.fit(identity_batches)  # (images, identities), P identities x K images
+    ```
+    """
+
+    def __init__(self, margin=0.2, squared=True, reduction="sum_over_batch_size",
+                 name="triplet_semi_hard_loss", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.margin = check_float("margin", margin, minimum=0.0, strict_minimum=True)
+        self.squared = _check_bool("squared", squared)
+
+    def call(self, y_true, y_pred):
+        labels, embeddings = _metric_learning_inputs(y_true, y_pred)
+        _check_identities_in_batch(labels, need_positive=True)
+        distances = pairwise_distances(embeddings, squared=self.squared)  # [a, n]
+        batch = ops.shape(labels)[0]
+        same = ops.equal(labels[:, None], labels[None, :])
+        positive = ops.logical_and(same, ops.logical_not(ops.eye(batch, dtype="bool")))
+        negative = ops.logical_not(same)
+        d_ap = distances[:, :, None]  # [a, p, 1]
+        d_an = distances[:, None, :]  # [a, 1, n]
+        # 1. Semi-hard: negatives farther than the positive; take the closest.
+        farther = ops.logical_and(negative[:, None, :], ops.greater(d_an, d_ap))  # [a, p, n]
+        large = ops.max(distances) + 1.0
+        closest_farther = ops.min(ops.where(farther, d_an, large), axis=2)  # [a, p]
+        # 2. None farther: the farthest negative of the anchor.
+        farthest = ops.max(ops.where(negative, distances, 0.0), axis=1)  # [a]
+        chosen = ops.where(ops.any(farther, axis=2), closest_farther, farthest[:, None])
+        # 3. Hinge over anchor-positive pairs whose anchor has a negative at all.
+        valid = ops.logical_and(positive, ops.any(negative, axis=1)[:, None])
+        valid = ops.cast(valid, "float32")
+        pair_loss = ops.relu(distances - chosen + self.margin) * valid  # [a, p]
+        # Per-anchor sums scaled so that their batch mean is the mean over pairs.
+        scale = ops.cast(batch, "float32")
+        return ops.divide_no_nan(ops.sum(pair_loss, axis=1) * scale, ops.sum(valid))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "squared": self.squared})
+        return config

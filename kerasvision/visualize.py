@@ -666,3 +666,31 @@ def plot_precision_recall(curves, path):
     ax.legend(fontsize=7, loc="lower left")
     fig.subplots_adjust(left=0.12, right=0.97, top=0.95, bottom=0.12)
     return _save(fig, path)
+
+
+def plot_roc(reports, path):
+    """Writes the ROC curves of several methods (FAR against TAR, AUC in the legend) as a PNG.
+
+    Args:
+        reports: dict method name -> dict with `roc` (`far`, `tar` lists) and `auc`.
+        path: output PNG path.
+
+    Returns:
+        `path`.
+    """
+    fig = Figure(figsize=(4.5, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, report in reports.items():
+        ax.plot(report["roc"]["far"], report["roc"]["tar"], linewidth=1.4,
+                label=f"{name} (AUC {report['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xlabel("false accept rate", fontsize=8)
+    ax.set_ylabel("true accept rate", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.subplots_adjust(left=0.13, right=0.97, top=0.96, bottom=0.12)
+    FigureCanvasAgg(fig).print_png(path)
+    return path

@@ -769,6 +769,19 @@ CASES = [
         ValueError, r"annotation\(s\) in `annotations_json` point to image ids that .*image_id 2"
                     r".*received annotations_json=.*orphan\.json",
         id="detection-annotation-without-image"),
+    # --- Verification (metric learning) ---
+    pytest.param(
+        lambda fx: losses.TripletSemiHardLoss()(np.zeros(4), np.eye(4, dtype="float32")),
+        ValueError, r"`y_true` must hold at least two identities per batch.*received a batch of 4 "
+                    r"with identities \[0\]",
+        id="triplet-single-identity-batch"),
+    pytest.param(
+        lambda fx: losses.ContrastiveLoss(margin=0),
+        ValueError, r"`margin` must be > 0.0; received margin=0", id="contrastive-zero-margin"),
+    pytest.param(
+        lambda fx: data.make_shapes_identities(4, 1),
+        ValueError, r"`images_per_identity` must be >= 2; received images_per_identity=1",
+        id="identities-one-image-each"),
 ]
 
 
@@ -817,6 +830,9 @@ RECIPE_CASES = [
                  id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
+    pytest.param("verification", ["--batch-images-per-identity", "1"],
+                 r"`--batch-images-per-identity` must be >= 2; received --batch-images-per-identity=1",
+                 id="verification-one-image-per-identity"),
 ]
 
 

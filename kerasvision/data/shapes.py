@@ -713,3 +713,218 @@ def load_shapes_detection(split="train", num_images=None, image_size=128, seed=0
         lambda x, b, c: {"images": tf.cast(x, tf.float32),
                          "bounding_boxes": {"boxes": b, "labels": c}},
         num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------
+# Identities: the same shape "person" seen many times, for verification.
+# ----------------------------------------------------------------------------
+
+_IDENTITY_STREAM = 3
+# An identity's look: size as a fraction of the image side; its mark's size and
+# offset in units of the object size `L` (the offset keeps the mark inside
+# every shape class); stripes as a brightness wave along the object's own axis.
+_IDENTITY_SIZE = (0.45, 0.7)
+_MARK_SIZE = (0.3, 0.45)
+_MARK_OFFSET = 0.12
+_STRIPE_AMPLITUDE = (0.0, 45.0)
+_STRIPE_CYCLES = (1.0, 3.0)
+# Backgrounds are pulled halfway to mid-grey: still a nuisance that changes
+# with every image, but the identity's own colours stay the strongest signal.
+_IDENTITY_BACKGROUND_CONTRAST = 0.5
+_IDENTITY_NOISE_STD = 6.0
+
+SHAPES_IDENTITY_KEYS = (
+    "shape_class", "colour", "size", "orientation", "mark_class", "mark_colour", "mark_size",
+    "mark_offset", "stripe_amplitude", "stripe_cycles",
+)
+"""Keys of the fixed per-identity parameters `make_shapes_identities` returns."""
+
+
+def _identity_parameters(seed, split, index):
+    """The fixed look of identity `index` of a split: a dict of `SHAPES_IDENTITY_KEYS`.
+
+    Drawn from its own generator keyed by `(seed, split, index)`, so it does not
+    depend on how many identities or images are asked for.
+    """
+    rng = np.random.default_rng(
+        np.random.SeedSequence([seed, _IDENTITY_STREAM, _SPLIT_STREAMS[split], index, 0]))
+    shape_class = int(rng.integers(1, len(SHAPES_CLASS_NAMES)))
+    colour = rng.uniform(0, 255, 3)
+    mark_class = int(rng.integers(1, len(SHAPES_CLASS_NAMES)))
+    # The first candidate far enough from the body colour, so the mark is visible.
+    candidates = rng.uniform(0, 255, (_COLOUR_CANDIDATES, 3))
+    contrast = np.linalg.norm(candidates - colour, axis=1)
+    good = contrast >= _MIN_CONTRAST
+    mark_colour = candidates[np.argmax(good) if good.any() else np.argmax(contrast)]
+    return {
+        "shape_class": shape_class,
+        "colour": colour,
+        "size": rng.uniform(*_IDENTITY_SIZE),
+        "orientation": rng.uniform(0, 2 * np.pi),
+        "mark_class": mark_class,
+        "mark_colour": mark_colour,
+        "mark_size": rng.uniform(*_MARK_SIZE),
+        "mark_offset": rng.uniform(-_MARK_OFFSET, _MARK_OFFSET, 2),
+        "stripe_amplitude": rng.uniform(*_STRIPE_AMPLITUDE),
+        "stripe_cycles": rng.uniform(*_STRIPE_CYCLES),
+    }
+
+
+def _render_identity_block(identity, rng, noise_rng, n, size, pose_jitter, shift, scale_jitter):
+    """Render `n` (<= _CHUNK) images of one identity with random pose and background.
+
+    Returns:
+        images: uint8 `[n, S, S, 3]`; pose: dict of per-image `angle`, `scale`,
+        `centre` (y, x) and `gain`.
+    """
+    c = _CHUNK
+    # Per-image nuisances, drawn for the full chunk so image j depends only on j.
+    angle = identity["orientation"] + rng.uniform(-pose_jitter, pose_jitter, c)[:n]
+    scale = rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter, c)[:n]
+    offset = rng.uniform(-shift, shift, (c, 2))[:n] * size
+    gain = rng.uniform(0.85, 1.15, c)[:n]
+    grid = np.arange(size, dtype=np.float32) + np.float32(0.5)
+    grid_y, grid_x = grid[None, :, None], grid[None, None, :]
+    background = _render_backgrounds(rng, n, size, grid_y, grid_x)
+    background = 127.5 + _IDENTITY_BACKGROUND_CONTRAST * (background - 127.5)
+
+    length = identity["size"] * size * scale
+    classes = np.full(n, identity["shape_class"])
+    # Centres stay where the whole rotated shape fits, as in the scenes.
+    low, high = _shape_bounds(classes, angle, length)
+    first, last = -low, size - high
+    middle = (first + last) / 2
+    first, last = np.where(first <= last, first, middle), np.where(first <= last, last, middle)
+    centre = np.clip(size / 2 + offset, first, last)
+
+    def col(a):
+        return np.asarray(a, dtype=np.float32)[:, None, None]
+
+    cos, sin = np.cos(angle), np.sin(angle)
+    dy, dx = grid_y - col(centre[:, 0]), grid_x - col(centre[:, 1])
+    body = _shape_inside(identity["shape_class"], dx, dy, col(cos), col(sin), col(length))
+    # The mark sits at a fixed place of the body's own (u, v) frame, so it
+    # turns and scales with the pose.
+    u, v = identity["mark_offset"][0] * length, identity["mark_offset"][1] * length
+    mark_y = centre[:, 0] + u * sin + v * cos
+    mark_x = centre[:, 1] + u * cos - v * sin
+    mark = _shape_inside(identity["mark_class"], grid_x - col(mark_x), grid_y - col(mark_y),
+                         col(cos), col(sin), col(identity["mark_size"] * length))
+    along = dx * col(cos) + dy * col(sin)  # the body's u coordinate, in pixels
+    stripes = identity["stripe_amplitude"] * np.sin(
+        2 * np.pi * identity["stripe_cycles"] * along / col(length))
+    body_colour = identity["colour"].astype(np.float32) + stripes[..., None]
+    canvas = np.where(body[..., None], body_colour, background)
+    canvas = np.where((mark & body)[..., None], identity["mark_colour"].astype(np.float32),
+                      canvas)
+    canvas = canvas * col(gain)[..., None]
+    canvas += _pixel_noise(noise_rng, canvas.shape, _IDENTITY_NOISE_STD)
+    images = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    return images, {"angle": angle, "scale": scale, "centre": centre, "gain": gain}
+
+
+def make_shapes_identities(num_identities, images_per_identity, image_size=32, seed=0,
+                           split="train", pose_jitter=0.35, shift=0.1, scale_jitter=0.1,
+                           return_parameters=False):
+    """Generate images of shape "identities" for verification by metric learning.
+
+    The embedded stand-in for faces: each identity is a shape with a fixed look
+    (`SHAPES_IDENTITY_KEYS`: shape class, body colour, size, orientation,
+    brightness stripes along its axis, and a smaller "mark" shape of another
+    colour at a fixed place on the body); each image of it is a new view: a
+    small random rotation, shift, scale and gain over a new textured background,
+    with pixel noise. Telling two identities apart needs their look, not the
+    view: the pose and background changes are the "lighting and expression" that
+    defeat matching raw pixels (Turk and Pentland 1991's eigenfaces) and that
+    an embedding learns to ignore (Hadsell et al. 2006; Schroff et al. 2015).
+
+    Splits hold different identities (independent random streams), so a
+    validation split measures verification on identities never trained on.
+    Deterministic: identity `i`'s look depends only on `(seed, split, i)` and its
+    image `j` only on `(seed, split, i, j)`, so fewer identities or images give
+    a prefix of a larger set.
+
+    Args:
+        num_identities: int >= 2, number of identities `M`.
+        images_per_identity: int >= 2, images of each identity `K` (a pair of
+            the same identity needs two).
+        image_size: int >= 16, side `S` of the square images.
+        seed: int >= 0.
+        split: "train", "validation" or "test": each its own identities.
+        pose_jitter: float >= 0, largest rotation away from the identity's own
+            orientation, in radians (0.35: about 20 degrees).
+        shift: float in [0, 0.5], largest shift of the centre, as a fraction
+            of `S` (the shape always stays whole inside the image).
+        scale_jitter: float in [0, 0.5), largest relative change of size.
+        return_parameters: bool, also return the parameters of every image.
+
+    Returns:
+        images: uint8 `[M * K, S, S, 3]`, identity by identity.
+        identities: int32 `[M * K]`, the identity index `0..M-1` of each image.
+        parameters (with `return_parameters=True`): dict of per-image numpy
+            arrays `[M * K, ...]`: the identity's `SHAPES_IDENTITY_KEYS`
+            (equal for all images of one identity) and the view's `angle`
+            (the orientation plus the pose's rotation),
+            `scale`, `centre` (y, x pixels) and `gain`.
+
+    Example:
+        >>> images, identities = make_shapes_identities(10, 4)
+        >>> images.shape, identities[:6]
+        ((40, 32, 32, 3), array([0, 0, 0, 0, 1, 1], dtype=int32))
+    """
+    num_identities = check_int("num_identities", num_identities, minimum=2)
+    images_per_identity = check_int("images_per_identity", images_per_identity, minimum=2)
+    image_size = check_int("image_size", image_size, minimum=16)
+    seed = check_seed(seed)
+    check_choice("split", split, _SPLIT_STREAMS)
+    pose_jitter = check_float("pose_jitter", pose_jitter, minimum=0.0, maximum=np.pi)
+    shift = check_float("shift", shift, minimum=0.0, maximum=0.5)
+    scale_jitter = check_float("scale_jitter", scale_jitter, minimum=0.0, maximum=0.49)
+    total = num_identities * images_per_identity
+    images = np.empty((total, image_size, image_size, 3), dtype=np.uint8)
+    identities = np.repeat(np.arange(num_identities, dtype=np.int32), images_per_identity)
+    parameters = {}
+    for index in range(num_identities):
+        identity = _identity_parameters(seed, split, index)
+        for block, start in enumerate(range(0, images_per_identity, _CHUNK)):
+            n = min(_CHUNK, images_per_identity - start)
+            # `block + 1` keeps these entropy lists apart from the identity's own.
+            sequence = np.random.SeedSequence(
+                [seed, _IDENTITY_STREAM, _SPLIT_STREAMS[split], index, 1, block + 1])
+            rng, noise_rng = (np.random.default_rng(s) for s in sequence.spawn(2))
+            block_images, pose = _render_identity_block(
+                identity, rng, noise_rng, n, image_size, pose_jitter, shift, scale_jitter)
+            first = index * images_per_identity + start
+            images[first:first + n] = block_images
+            if return_parameters:
+                view = {**{key: np.repeat(np.asarray(identity[key])[None], n, axis=0)
+                           for key in SHAPES_IDENTITY_KEYS}, **pose}
+                for key, value in view.items():
+                    parameters.setdefault(key, []).append(value)
+    if return_parameters:
+        return images, identities, {k: np.concatenate(v) for k, v in parameters.items()}
+    return images, identities
+
+
+def load_shapes_identities(split="train", num_identities=None, images_per_identity=8,
+                           image_size=32, seed=0):
+    """Shape identities as an unbatched dataset (see `make_shapes_identities`).
+
+    Args:
+        split: "train", "validation" or "test" (each its own identities).
+        num_identities: int >= 2; None gives 256 for "train" and 64 otherwise.
+        images_per_identity: int >= 2.
+        image_size: int >= 16, side `S` of the square images.
+        seed: int >= 0.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [S, S, 3] in [0, 255],
+        identity int32 [])`, identity by identity (shuffle before training).
+    """
+    check_choice("split", split, _SPLIT_STREAMS)
+    if num_identities is None:
+        num_identities = 256 if split == "train" else 64
+    images, identities = make_shapes_identities(num_identities, images_per_identity,
+                                                image_size=image_size, seed=seed, split=split)
+    ds = tf.data.Dataset.from_tensor_slices((images, identities))
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)

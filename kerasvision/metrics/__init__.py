@@ -12,6 +12,10 @@ Modules:
     detection: COCO box mAP (`coco_evaluate`), `precision_recall_curve`,
         `interpolated_average_precision` (COCO 101-point) and
         `voc07_average_precision` (PASCAL VOC 2007 11-point).
+    verification: verification and identification from embeddings
+        (`verification_roc`, `verification_auc`, `tar_at_far`,
+        `identification_top1`, `make_verification_pairs`,
+        `evaluate_verification`).
     sample_quality: FID and KID of generated images (`frechet_distance`,
         `kernel_distance`, `sample_quality`) on the features of a
         `FeatureExtractor`, such as `inception_feature_extractor()`.
@@ -67,6 +71,16 @@ from kerasvision.metrics.segmentation import (
     segmentation_confusion_matrix,
     segmentation_report,
 )
+from kerasvision.metrics.verification import (
+    evaluate_verification,
+    gallery_probe_split,
+    identification_top1,
+    make_verification_pairs,
+    pair_distances,
+    tar_at_far,
+    verification_auc,
+    verification_roc,
+)
 
 __all__ = [
     "ConfusionMatrixMetric",
@@ -78,18 +92,22 @@ __all__ = [
     "PixelAccuracy",
     "classification_confusion_matrix",
     "classification_report",
-    "window_centre_accuracy",
     "coco_evaluate",
     "confusion_matrix_np",
+    "evaluate_verification",
     "frechet_distance",
     "frechet_distance_from_statistics",
     "frequency_weighted_iou",
+    "gallery_probe_split",
+    "identification_top1",
     "inception_feature_extractor",
     "interpolated_average_precision",
     "interpolated_precision",
     "kernel_distance",
+    "make_verification_pairs",
     "mean_dice",
     "mean_iou",
+    "pair_distances",
     "per_class_accuracy",
     "per_class_dice",
     "per_class_iou",
@@ -98,6 +116,10 @@ __all__ = [
     "sample_quality",
     "segmentation_confusion_matrix",
     "segmentation_report",
+    "tar_at_far",
     "trace_sqrt_product",
+    "verification_auc",
+    "verification_roc",
     "voc07_average_precision",
+    "window_centre_accuracy",
 ]
