@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 
-# kerasvision before TensorFlow: its import sets the oneDNN limit AMX CPUs need.
+# kerasvision before TensorFlow: its import silences TensorFlow's C++ start-up log.
 
 
 def add_common_flags(parser, output_name):

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-# kerasvision before TensorFlow: its import sets the oneDNN limit AMX CPUs need.
+# kerasvision before TensorFlow: its import silences TensorFlow's C++ start-up log.
 from kerasvision.hardware import cpu_info
 
 

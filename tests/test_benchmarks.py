@@ -548,3 +548,13 @@ def test_every_runnable_benchmark_has_a_smoke_mode_and_a_smoke_test():
             # The default run (not `slow`) must include it.
             assert all(mark.name != "slow"
                        for mark in getattr(globals()[test], "pytestmark", [])), test
+
+
+def test_amx_convolution_grid_smoke(tmp_path):
+    from benchmarks import amx_convolution_grid
+
+    output = tmp_path / "grid.json"
+    rows = amx_convolution_grid.main(["--smoke", "--output", str(output)])
+    assert [row["layer"] for row in rows] == ["conv2d", "wide_input_conv2d"]
+    assert all(row["result"] == "trained" for row in rows)  # float32 never reaches AMX
+    assert load_json(output)["rows"] == rows
