@@ -769,6 +769,25 @@ CASES = [
         ValueError, r"annotation\(s\) in `annotations_json` point to image ids that .*image_id 2"
                     r".*received annotations_json=.*orphan\.json",
         id="detection-annotation-without-image"),
+    # --- Instance and panoptic metrics ---
+    pytest.param(
+        lambda fx: metrics.coco_evaluate(
+            [{"masks": np.ones((1, 8, 8), bool), "classes": [0]}],
+            [{"masks": np.ones((1, 8, 8), bool), "scores": [0.5], "classes": [0]}], iou_type="mask"),
+        ValueError, r"`iou_type` must be one of \['bbox', 'segm'\].*received iou_type='mask'",
+        id="metrics-unknown-iou-type"),
+    pytest.param(
+        lambda fx: metrics.coco_evaluate(
+            [{"masks": np.ones((1, 8, 8), bool), "classes": [0]}],
+            [{"masks": np.ones((1, 16, 16), bool), "scores": [0.5], "classes": [0]}],
+            iou_type="segm"),
+        ValueError, r"`detections\[0\]\['masks'\]` must cover the image of .*\[8, 8\].*\[16, 16\]",
+        id="metrics-mask-size-mismatch"),
+    pytest.param(
+        lambda fx: metrics.panoptic_quality(
+            [np.zeros((4, 4, 2), int)], [np.zeros((4, 5, 2), int)], thing_classes=[]),
+        ValueError, r"`pred_panoptic\[0\]` must have the shape of `true_panoptic\[0\]`",
+        id="metrics-panoptic-shape-mismatch"),
     # --- Verification (metric learning) ---
     pytest.param(
         lambda fx: losses.TripletSemiHardLoss()(np.zeros(4), np.eye(4, dtype="float32")),

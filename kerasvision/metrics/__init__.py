@@ -12,6 +12,9 @@ Modules:
     detection: COCO box mAP (`coco_evaluate`), `precision_recall_curve`,
         `interpolated_average_precision` (COCO 101-point) and
         `voc07_average_precision` (PASCAL VOC 2007 11-point).
+    panoptic: panoptic quality (`panoptic_quality`: PQ = SQ x RQ, overall,
+        per class, things and stuff) and `panoptic_merge` of semantic and
+        instance outputs; mask AP is `coco_evaluate(..., iou_type="segm")`.
     verification: verification and identification from embeddings
         (`verification_roc`, `verification_auc`, `tar_at_far`,
         `identification_top1`, `make_verification_pairs`,
@@ -41,6 +44,10 @@ from kerasvision.metrics.detection import (
     interpolated_precision,
     precision_recall_curve,
     voc07_average_precision,
+)
+from kerasvision.metrics.panoptic import (
+    panoptic_merge,
+    panoptic_quality,
 )
 
 # `sample_quality` below is the function: its name shadows the submodule's
@@ -108,6 +115,8 @@ __all__ = [
     "mean_dice",
     "mean_iou",
     "pair_distances",
+    "panoptic_merge",
+    "panoptic_quality",
     "per_class_accuracy",
     "per_class_dice",
     "per_class_iou",

@@ -1,4 +1,4 @@
-"""Object detection metrics: COCO mAP, PASCAL VOC 2007 AP and precision-recall curves.
+"""Object detection metrics: COCO box and mask mAP, PASCAL VOC 2007 AP, precision-recall curves.
 
 Inputs follow the package contract (`kerasvision.boxes`): float xyxy boxes
 in pixels, integer class ids `0..C-1`, padding rows with class -1 (dropped
@@ -8,10 +8,15 @@ each argument is a sequence of such dicts (one per image, in the same order)
 or one dict of batched, padded arrays (`[B, N, 4]`, `[B, N]`...) such as
 `kerasvision.boxes.batched_non_max_suppression` returns.
 
+Instance segmentation is evaluated the same way with `iou_type="segm"`:
+entries then carry `"masks"` (full-image binary masks `[N, H, W]`, one per
+object) in place of `"boxes"`, and only the overlap measure changes (mask IoU
+instead of box IoU); matching and accumulation are shared.
+
 Everything is computed in float64 numpy, following the COCO evaluation
 protocol (Lin et al. 2014, "Microsoft COCO: Common Objects in Context", and
 the evaluation description at https://cocodataset.org/#detection-eval)
-for boxes without crowd regions and over all object areas.
+for boxes or masks without crowd regions and over all object areas.
 """
 
 import numpy as np
@@ -25,6 +30,12 @@ DEFAULT_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 """COCO's IoU thresholds .50:.05:.95 (computed as the reference code does, so that
 an IoU exactly on a threshold is judged the same way)."""
 DEFAULT_IOU_THRESHOLDS.setflags(write=False)  # a shared default: nobody may change it
+
+IOU_TYPES = ("bbox", "segm")
+"""What `coco_evaluate` can compare: boxes (`"bbox"`) or instance masks (`"segm"`), as COCO names them."""
+
+MASK_THRESHOLD = 0.5
+"""Float detection masks (per-pixel probabilities) count a pixel in when >= this, as Mask R-CNN does."""
 
 # Detections are matched at IoU >= threshold; a threshold of 1 is lowered
 # a hair so that identical boxes (IoU exactly 1 up to rounding) still match.
@@ -66,9 +77,46 @@ def _split_images(name, data, keys):
     return images
 
 
-def _prepare(name, data, with_scores):
-    """Per image: (boxes float64 [n, 4], classes int64 [n], scores float64 [n] or None)."""
-    keys = ("boxes", "scores", "classes") if with_scores else ("boxes", "classes")
+def _prepare_masks(where, masks, count, binary):
+    """bool `[count, H, W]` masks of one image, checked (`binary`: 0/1 only, else also [0, 1])."""
+    masks = _to_numpy(masks)
+    if masks.size == 0 and masks.ndim < 3:
+        masks = masks.reshape(0, 0, 0)
+    if masks.ndim != 3 or masks.shape[0] != count:
+        raise ValueError(
+            f"`{where}['masks']` must have shape [{count}, H, W] (one full-image mask per "
+            f"class id); received shape {masks.shape}."
+        )
+    if masks.dtype == bool:
+        return masks
+    if masks.dtype.kind not in "iuf":
+        raise ValueError(
+            f"`{where}['masks']` must hold bool or numeric masks; received dtype {masks.dtype}.")
+    is_binary = np.all((masks == 0) | (masks == 1))
+    if is_binary:
+        return masks == 1
+    if binary or masks.dtype.kind != "f":
+        raise ValueError(
+            f"`{where}['masks']` must be binary (bool, or only 0 and 1); received values "
+            f"{np.unique(masks)[:6].tolist()}."
+        )
+    if not np.all(np.isfinite(masks)) or masks.min() < 0 or masks.max() > 1:
+        raise ValueError(
+            f"`{where}['masks']` must be binary or per-pixel probabilities in [0, 1]; received "
+            f"values in [{masks.min()}, {masks.max()}]."
+        )
+    return masks >= MASK_THRESHOLD
+
+
+def _prepare(name, data, with_scores, iou_type="bbox"):
+    """Per image: (regions, classes int64 [n], scores float64 [n] or None).
+
+    Regions are float64 xyxy boxes `[n, 4]` for `iou_type="bbox"`, bool masks
+    `[n, H, W]` for `"segm"` (ground truth must be binary; detections may be
+    probabilities, thresholded at `MASK_THRESHOLD`).
+    """
+    region = "boxes" if iou_type == "bbox" else "masks"
+    keys = (region, "scores", "classes") if with_scores else (region, "classes")
     prepared = []
     for index, image in enumerate(_split_images(name, data, keys)):
         where = f"{name}[{index}]"
@@ -78,7 +126,13 @@ def _prepare(name, data, with_scores):
             raise ValueError(
                 f"`{where}['classes']` must hold integer class ids; received {classes!r}.")
         classes = classes.astype(np.int64).reshape(-1)
-        boxes = _to_numpy(image["boxes"]).astype(np.float64)
+        if iou_type == "segm":
+            # Boxes, if present, play no part in mask evaluation (COCO's segm protocol):
+            # zero stand-ins pass the box checks below, which the two types share.
+            boxes = np.zeros((classes.size, 4))
+            masks = _prepare_masks(where, image["masks"], classes.size, binary=not with_scores)
+        else:
+            boxes = _to_numpy(image["boxes"]).astype(np.float64)
         if boxes.size == 0:
             boxes = boxes.reshape(0, 4)
         if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] != classes.size:
@@ -112,11 +166,11 @@ def _prepare(name, data, with_scores):
                 f"`{where}['boxes']` must be xyxy with x2 >= x1 and y2 >= y1; received "
                 f"{boxes[inverted][0].tolist()}."
             )
-        prepared.append((boxes, classes, scores))
+        prepared.append((masks[keep] if iou_type == "segm" else boxes, classes, scores))
     return prepared
 
 
-def _iou(dt, gt):
+def _box_iou(dt, gt):
     """float64 IoU `[len(dt), len(gt)]` of xyxy boxes (COCO: areas w * h, no +1)."""
     width = np.minimum(dt[:, None, 2], gt[None, :, 2]) - np.maximum(dt[:, None, 0], gt[None, :, 0])
     height = np.minimum(dt[:, None, 3], gt[None, :, 3]) - np.maximum(dt[:, None, 1], gt[None, :, 1])
@@ -128,23 +182,49 @@ def _iou(dt, gt):
         return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
 
 
-def _match(dt_boxes, gt_boxes, thresholds):
+def _mask_iou(dt, gt):
+    """float64 IoU `[len(dt), len(gt)]` of bool masks `[n, H, W]` (COCO segm: areas are pixel counts).
+
+    Two empty masks have IoU 0, as in the reference implementation.
+    """
+    dt = dt.reshape(len(dt), -1)
+    gt = gt.reshape(len(gt), -1)
+    # Intersections as one matrix product of 0/1 values. Every partial sum is an
+    # integer pixel count, which float32 holds exactly below 2**24 pixels.
+    dtype = np.float32 if dt.shape[1] < 2**24 else np.float64
+    intersection = (dt.astype(dtype) @ gt.astype(dtype).T).astype(np.float64)
+    union = dt.sum(axis=1, dtype=np.float64)[:, None] + gt.sum(axis=1, dtype=np.float64)[None, :]
+    union -= intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+
+
+# The only step that differs between box and mask evaluation.
+_REGION_IOU = {"bbox": _box_iou, "segm": _mask_iou}
+
+
+def _match(ious, thresholds):
     """Greedy COCO matching of score-sorted detections to ground truth of one image and class.
 
     Each detection, best score first, takes the still unmatched ground-truth
-    box of highest IoU, provided that IoU >= the threshold (ties go to the
-    later box, as in the reference evaluation).
+    object of highest IoU, provided that IoU >= the threshold (ties go to the
+    later object, as in the reference evaluation).
+
+    Args:
+        ious: float64 `[D, G]`, IoU of each score-sorted detection with each
+            ground-truth box or mask.
+        thresholds: float `[T]`.
 
     Returns:
-        bool `[T, len(dt_boxes)]`: whether each detection is a true positive.
+        bool `[T, D]`: whether each detection is a true positive.
     """
-    matched_dt = np.zeros((len(thresholds), len(dt_boxes)), bool)
-    if len(dt_boxes) == 0 or len(gt_boxes) == 0:
+    num_dt, num_gt = ious.shape
+    matched_dt = np.zeros((len(thresholds), num_dt), bool)
+    if num_dt == 0 or num_gt == 0:
         return matched_dt
-    ious = _iou(dt_boxes, gt_boxes)
     limits = np.minimum(thresholds, _MAX_MATCH_IOU)[:, None]
-    taken = np.zeros((len(thresholds), len(gt_boxes)), bool)
-    for d in range(len(dt_boxes)):
+    taken = np.zeros((len(thresholds), num_gt), bool)
+    for d in range(num_dt):
         candidates = np.where(taken | (ious[d][None, :] < limits), -np.inf, ious[d][None, :])
         # argmax over the reversed axis: the last of equal maxima wins.
         best = candidates.shape[1] - 1 - np.argmax(candidates[:, ::-1], axis=1)
@@ -159,12 +239,15 @@ def _sorted_by_score(scores):
     return np.argsort(-scores, kind="mergesort")
 
 
-def _class_matches(ground_truth, detections, class_id, thresholds, max_detections):
-    """(scores [D], true positive flags [T, D], number of ground-truth boxes) of one class.
+def _class_matches(ground_truth, detections, class_id, thresholds, max_detections,
+                   iou_type="bbox"):
+    """(scores [D], true positive flags [T, D], number of ground-truth objects) of one class.
 
     Detections of every image are limited to the `max_detections` best of
-    this class, then concatenated over images and sorted by score.
+    this class, then concatenated over images and sorted by score. Boxes or
+    masks (`iou_type`) are compared by `_REGION_IOU`; the rest is shared.
     """
+    region_iou = _REGION_IOU[iou_type]
     all_scores, all_matches, num_gt = [], [], 0
     for (gt_boxes, gt_classes, _), (dt_boxes, dt_classes, dt_scores) in zip(ground_truth,
                                                                           detections):
@@ -176,7 +259,8 @@ def _class_matches(ground_truth, detections, class_id, thresholds, max_detection
             order = order[:max_detections]
         dt, scores = dt_boxes[mine][order], dt_scores[mine][order]
         all_scores.append(scores)
-        all_matches.append(_match(dt, gt, thresholds))
+        ious = region_iou(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
+        all_matches.append(_match(ious, thresholds))
     scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
     matches = (np.concatenate(all_matches, axis=1) if all_matches
                else np.zeros((len(thresholds), 0), bool))
@@ -256,32 +340,53 @@ def _class_ids(ground_truth, detections, class_names):
     return largest + 1, None
 
 
-def _prepare_pair(ground_truth, detections):
+def _check_iou_type(iou_type):
+    if iou_type not in IOU_TYPES:
+        raise ValueError(
+            f"`iou_type` must be one of {list(IOU_TYPES)} (boxes or instance masks); received "
+            f"iou_type={iou_type!r}."
+        )
+    return iou_type
+
+
+def _prepare_pair(ground_truth, detections, iou_type="bbox"):
     """`_prepare`d ground truth and detections, checked to describe the same images."""
-    gt = _prepare("ground_truth", ground_truth, with_scores=False)
-    dt = _prepare("detections", detections, with_scores=True)
+    _check_iou_type(iou_type)
+    gt = _prepare("ground_truth", ground_truth, with_scores=False, iou_type=iou_type)
+    dt = _prepare("detections", detections, with_scores=True, iou_type=iou_type)
     if len(gt) != len(dt):
         raise ValueError(
             "`ground_truth` and `detections` must describe the same images; received "
             f"{len(gt)} ground-truth entries and {len(dt)} detection entries."
         )
+    if iou_type == "segm":
+        for index, ((gt_masks, _, _), (dt_masks, _, _)) in enumerate(zip(gt, dt)):
+            if len(gt_masks) and len(dt_masks) and gt_masks.shape[1:] != dt_masks.shape[1:]:
+                raise ValueError(
+                    f"`detections[{index}]['masks']` must cover the image of "
+                    f"`ground_truth[{index}]['masks']` ([H, W] = {list(gt_masks.shape[1:])}); "
+                    f"received masks of [H, W] = {list(dt_masks.shape[1:])}."
+                )
     return gt, dt
 
 
 def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLDS,
-                  max_detections=100, class_names=None):
-    """COCO box evaluation: mean average precision over IoU thresholds and classes.
+                  max_detections=100, class_names=None, iou_type="bbox"):
+    """COCO box or mask evaluation: mean average precision over IoU thresholds and classes.
 
     Implements the COCO detection protocol (Lin et al. 2014; the reference
-    implementation is pycocotools' `COCOeval` with `iouType="bbox"`) for
-    boxes without crowd regions, over all object areas:
+    implementation is pycocotools' `COCOeval` with `iouType="bbox"` or
+    `"segm"`) for objects without crowd regions, over all object areas
+    (COCO's area range "all"; an object's area is `w * h` of its box, or the
+    pixel count of its mask for `"segm"`):
 
     1. per image and class, detections are sorted by score and the best
        `max_detections` kept (the limit applies per image *and class*, as in
        the reference implementation);
     2. at each IoU threshold, detections are greedily matched, best score
        first, to the unmatched ground-truth box of highest IoU >= threshold
-       (IoU with areas `w * h`, no "+1");
+       (box IoU with areas `w * h`, no "+1"; for `"segm"` mask IoU, shared
+       pixels over pixels in either mask, as for Mask R-CNN, He et al. 2017);
     3. per class, detections of all images are ranked by score; precision
        is made monotone (the precision envelope) and sampled at 101 recall
        levels 0, 0.01, ..., 1, whose mean is the class' AP;
@@ -290,15 +395,23 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
 
     Args:
         ground_truth: per-image dicts `{"boxes": [N, 4], "classes": [N]}`
-            (xyxy pixels), or one dict of batched padded arrays.
+            (xyxy pixels), or one dict of batched padded arrays. For
+            `iou_type="segm"`: `{"masks": [N, H, W], "classes": [N]}`, binary
+            full-image masks (bool, or 0/1 numbers), one per object.
         detections: per-image dicts `{"boxes": [M, 4], "scores": [M],
             "classes": [M]}`, in the order of `ground_truth`, or one dict of
-            batched padded arrays. Rows with class -1 are padding.
+            batched padded arrays. Rows with class -1 are padding. For
+            `"segm"`: `{"masks": [M, H, W], "scores": [M], "classes": [M]}`,
+            binary masks or per-pixel probabilities in [0, 1], where a pixel
+            is in the mask when its value is >= 0.5 (`MASK_THRESHOLD`), on the
+            same `[H, W]` as the image's ground-truth masks. Boxes may be
+            present and are then not used.
         iou_thresholds: float `[T]` in (0, 1]; default COCO's .50:.05:.95
             (`DEFAULT_IOU_THRESHOLDS`, the values of `np.arange(0.5, 0.96, 0.05)`).
         max_detections: int >= 1, detections kept per image and class.
         class_names: optional sequence of `C` names; the per-class dicts are
             keyed by these names, else by class id (C = largest id + 1).
+        iou_type: `"bbox"` (boxes) or `"segm"` (instance masks; mask AP).
 
     Returns:
         dict with
@@ -317,6 +430,11 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
     Example:
         >>> report = coco_evaluate(ground_truth, detections, class_names=["cat", "dog"])
         >>> report["map"], report["per_class_ap_50"]["dog"]
+        >>> mask_report = coco_evaluate(
+        ...     [{"masks": true_masks, "classes": true_classes}],  # bool [N, H, W], [N]
+        ...     [{"masks": mask_probs, "scores": scores, "classes": classes}],
+        ...     iou_type="segm")
+        >>> mask_report["map"]  # COCO mask AP
     """
     thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
     if thresholds.size == 0 or np.any(~np.isfinite(thresholds)) or np.any(
@@ -326,7 +444,7 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
             f"iou_thresholds={iou_thresholds!r}."
         )
     max_detections = check_int("max_detections", max_detections, minimum=1)
-    gt, dt = _prepare_pair(ground_truth, detections)
+    gt, dt = _prepare_pair(ground_truth, detections, iou_type)
     num_classes, names = _class_ids(gt, dt, class_names)
     # 0.5 and 0.75 are always evaluated, for map_50 and map_75.
     extra = [t for t in (0.5, 0.75) if not np.any(np.isclose(thresholds, t, atol=1e-9))]
@@ -334,7 +452,7 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
     precision = np.full((len(evaluated), len(RECALL_POINTS), num_classes), np.nan)
     recall = np.full((len(evaluated), num_classes), np.nan)
     for k in range(num_classes):
-        _, matches, num_gt = _class_matches(gt, dt, k, evaluated, max_detections)
+        _, matches, num_gt = _class_matches(gt, dt, k, evaluated, max_detections, iou_type)
         if num_gt == 0:
             continue
         rec, prec = _curve(matches, num_gt)
@@ -366,7 +484,7 @@ def coco_evaluate(ground_truth, detections, iou_thresholds=DEFAULT_IOU_THRESHOLD
 
 
 def precision_recall_curve(ground_truth, detections, class_id, iou_threshold=0.5,
-                           max_detections=100):
+                           max_detections=100, iou_type="bbox"):
     """Precision and recall of one class along its detections ranked by score.
 
     Detections are matched to ground truth as in `coco_evaluate` (greedy,
@@ -381,6 +499,7 @@ def precision_recall_curve(ground_truth, detections, class_id, iou_threshold=0.5
         class_id: int, the class to evaluate.
         iou_threshold: float in (0, 1].
         max_detections: int >= 1 or None (no limit).
+        iou_type: `"bbox"` or `"segm"`, as in `coco_evaluate`.
 
     Returns:
         `(recall, precision, scores)`, float64 arrays `[D]` over the `D`
@@ -392,9 +511,9 @@ def precision_recall_curve(ground_truth, detections, class_id, iou_threshold=0.5
                                 strict_minimum=True)
     if max_detections is not None:
         max_detections = check_int("max_detections", max_detections, minimum=1)
-    gt, dt = _prepare_pair(ground_truth, detections)
+    gt, dt = _prepare_pair(ground_truth, detections, iou_type)
     scores, matches, num_gt = _class_matches(gt, dt, class_id, np.array([iou_threshold]),
-                                             max_detections)
+                                             max_detections, iou_type)
     recall, precision = _curve(matches[0], max(num_gt, 1))
     if num_gt == 0:
         recall = np.full_like(recall, np.nan)
