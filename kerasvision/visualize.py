@@ -11,13 +11,14 @@ are integer class ids `[H, W]` where `IGNORE_LABEL` (255) marks ignored pixels.
 
 import os
 
+import keras
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from kerasvision.validation import IGNORE_LABEL, check_float, check_int
+from kerasvision.validation import IGNORE_LABEL, check_choice, check_float, check_int
 
 _DPI = 80
 _TILE_INCHES = 1.4
@@ -693,4 +694,92 @@ def plot_roc(reports, path):
     ax.legend(fontsize=7, loc="lower right")
     fig.subplots_adjust(left=0.13, right=0.97, top=0.96, bottom=0.12)
     FigureCanvasAgg(fig).print_png(path)
+    return path
+
+
+def overlay_heatmap(image, heatmap, alpha=0.5, colormap="jet"):
+    """Blends a `[0, 1]` heatmap, coloured by a matplotlib colormap, over an image.
+
+    Args:
+        image: `[H, W, 3]` RGB in [0, 255].
+        heatmap: `[H, W]` values in [0, 1] (a `[h, w]` map is resized, bilinear).
+        alpha: float in [0, 1], opacity of the heatmap (scaled by its value,
+            so cold regions show the image).
+        colormap: str, a matplotlib colormap name.
+
+    Returns:
+        uint8 numpy `[H, W, 3]`.
+    """
+    from matplotlib import colormaps
+
+    image = np.asarray(image, dtype=np.float32)
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"`image` must be [H, W, 3]; received shape {image.shape}.")
+    if heatmap.ndim != 2:
+        raise ValueError(f"`heatmap` must be [H, W]; received shape {heatmap.shape}.")
+    alpha = check_float("alpha", alpha, minimum=0.0, maximum=1.0)
+    if colormap not in colormaps:
+        check_choice("colormap", colormap, sorted(colormaps))
+    if heatmap.shape != image.shape[:2]:
+        heatmap = keras.ops.convert_to_numpy(keras.ops.image.resize(
+            heatmap[None, ..., None], image.shape[:2], interpolation="bilinear"))[0, ..., 0]
+    heatmap = np.clip(heatmap, 0.0, 1.0)
+    colours = colormaps[colormap](heatmap)[..., :3] * 255.0
+    weight = alpha * heatmap[..., None]
+    return np.clip(np.rint((1 - weight) * image + weight * colours), 0, 255).astype(np.uint8)
+
+
+def plot_explanations(images, maps, path, masks=None, titles=None, alpha=0.5):
+    """A PNG grid: one row per image; the image, then each explanation over it.
+
+    Args:
+        images: `[N, H, W, 3]` RGB in [0, 255].
+        maps: dict name -> `[N, H, W]` maps in [0, 1] (e.g. {"Grad-CAM": ...,
+            "SmoothGrad": ...}), drawn in order as columns.
+        path: str, output PNG path (parent directories created).
+        masks: optional `[N, H, W]` object masks, outlined on the first column.
+        titles: optional list of N str, one per row (e.g. the class and the
+            mass inside the mask).
+        alpha: float, heatmap opacity (`overlay_heatmap`).
+
+    Returns:
+        `path`.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"`images` must be a non-empty [N, H, W, 3]; received shape {images.shape}.")
+    if not isinstance(maps, dict) or not maps:
+        raise ValueError(f"`maps` must be a non-empty dict name -> [N, H, W]; received {type(maps).__name__}.")
+    count = images.shape[0]
+    for name, values in maps.items():
+        if np.asarray(values).shape[0] != count:
+            raise ValueError(
+                f"`maps`[{name!r}] must hold one map per image ({count}); received shape "
+                f"{np.asarray(values).shape}."
+            )
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"`titles` must hold one title per image ({count}); received {len(titles)}.")
+    columns = 1 + len(maps)
+    # Drawn with the Agg canvas directly, as `kerasvision.visualize` does: no
+    # pyplot, no window, no global backend state.
+    fig = Figure(figsize=(1.6 * columns, 1.7 * count))
+    for row in range(count):
+        ax = fig.add_subplot(count, columns, row * columns + 1)
+        ax.imshow(np.clip(images[row], 0, 255).astype(np.uint8))
+        if masks is not None:
+            ax.contour(np.asarray(masks[row]) != 0, levels=[0.5], colors="white", linewidths=0.8)
+        ax.set_title(titles[row] if titles else "image", fontsize=7)
+        ax.axis("off")
+        for column, (name, values) in enumerate(maps.items(), start=2):
+            ax = fig.add_subplot(count, columns, row * columns + column)
+            ax.imshow(overlay_heatmap(images[row], np.asarray(values[row]), alpha=alpha))
+            ax.set_title(name, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout(pad=0.3)
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=80, format="png")
     return path

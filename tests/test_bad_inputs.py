@@ -79,6 +79,15 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_classifier():
+    """A 32x32 convolutional classifier of 4 classes (logits), for the explanation and attack rows."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+@pytest.fixture(scope="module")
 def weights_files(tmp_path_factory):
     """`kind -> path` of broken weights files: text renamed, truncated HDF5, missing."""
     root = tmp_path_factory.mktemp("weights")
@@ -788,6 +797,21 @@ CASES = [
             [np.zeros((4, 4, 2), int)], [np.zeros((4, 5, 2), int)], thing_classes=[]),
         ValueError, r"`pred_panoptic\[0\]` must have the shape of `true_panoptic\[0\]`",
         id="metrics-panoptic-shape-mismatch"),
+    # --- Explanations and attacks ---
+    pytest.param(
+        lambda fx: __import__("kerasvision.explain", fromlist=["x"]).grad_cam(
+            fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), layer="nope"),
+        ValueError, r"`layer` 'nope' is not in model", id="grad-cam-unknown-layer"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.adversarial", fromlist=["x"]).fgsm(
+            fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), np.zeros(1, "int32"), -0.1),
+        ValueError, r"`epsilon` must be a number in \[0, 1\].*epsilon=-0.1",
+        id="fgsm-negative-epsilon"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.adversarial", fromlist=["x"]).pgd(
+            fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), np.zeros(1, "int32"), 0.03,
+            steps=0),
+        ValueError, r"`steps` must be >= 1; received steps=0", id="pgd-zero-steps"),
     # --- Verification (metric learning) ---
     pytest.param(
         lambda fx: losses.TripletSemiHardLoss()(np.zeros(4), np.eye(4, dtype="float32")),
@@ -849,6 +873,10 @@ RECIPE_CASES = [
                  id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
+    pytest.param("adversarial", ["--pgd-steps", "0"],
+                 r"--pgd-steps must be >= 1; received 0", id="adversarial-zero-pgd-steps"),
+    pytest.param("adversarial", ["--epsilons", "-1"],
+                 r"--epsilons must be in \[0, 255\] grey levels", id="adversarial-negative-epsilon"),
     pytest.param("verification", ["--batch-images-per-identity", "1"],
                  r"`--batch-images-per-identity` must be >= 2; received --batch-images-per-identity=1",
                  id="verification-one-image-per-identity"),
