@@ -5,6 +5,16 @@ so that it takes raw RGB in [0, 255] (its own `preprocess_input` runs inside)
 and returns a dict of feature maps keyed by stride: `"P1"` (stride 2) to
 `"P5"` (stride 32).
 
+Registered: "vgg16", "vgg19" (Simonyan and Zisserman 2015), "resnet50",
+"resnet101", "resnet152" (He et al. 2016), "inceptionv3" (Szegedy et al.
+2016), "mobilenetv2" (Sandler et al. 2018) and "efficientnetb0" (Tan and Le
+2019). All but InceptionV3 pad their convolutions, so at an input side that
+is a multiple of 32, level Pn is exactly side / 2**n. InceptionV3's stem and
+reductions are unpadded ("valid"): at 96 px its maps are 45, 20, 9, 4 and 1
+pixels wide instead of 48, 24, 12, 6 and 3, and it needs at least 75 px.
+`build_backbone(..., resize_to_strides=True)` resizes such maps to the
+nominal sizes, which is what the segmenters ask for.
+
 Weights (`weights=`):
     `None`: random initialisation.
     `"imagenet"`: the published ImageNet weights, from the Keras cache or
@@ -22,10 +32,12 @@ Example:
 """
 
 import dataclasses
+import math
 import os
 import warnings
 
 import keras
+import numpy as np
 from keras import layers
 
 from kerasvision.kernels import fuse_batch_normalization
@@ -34,6 +46,7 @@ from kerasvision.validation import check_choice, check_image_shape
 
 WEIGHTS_CHOICES = ("auto", "imagenet", None)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+LEVELS = ("P1", "P2", "P3", "P4", "P5")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,59 +54,151 @@ class BackboneSpec:
     """What kerasvision needs to know about one `keras.applications` network.
 
     Attributes:
-        constructor: the `keras.applications` function.
-        preprocessing: `ImagePreprocessing` mode matching its `preprocess_input`.
-        feature_layers: layer name of the feature map at each stride `"P1".."P5"`.
-        blocks: names of the stages, input to output; fine-tuning unfreezes the
-            last N. A layer belongs to the stage whose name prefixes its own.
+        constructor: the `keras.applications` function (or a wrapper with its
+            `include_top`, `weights` and `input_shape` arguments).
+        preprocessing: `ImagePreprocessing` mode matching its `preprocess_input`,
+            or None when the network normalises raw [0, 255] pixels itself
+            (EfficientNet's `Rescaling` and `Normalization` layers; its
+            `preprocess_input` is the identity).
+        feature_layers: the layer of the feature map at each level `"P1".."P5"`:
+            its name, or its index in the headless application's `layers` when
+            Keras leaves it unnamed (InceptionV3's stem, whose automatic names
+            change with every network built in the process).
+        blocks: names of the stages, input to output, one per level: stage n
+            is every layer after level P(n-1)'s up to level Pn's. Fine-tuning
+            unfreezes the last N.
         weight_files: (with top, without top) file names in the Keras cache.
         classifier_layers: names of the dense layers of the ImageNet classifier
             that FCN turns into convolutions (empty when there are none).
         min_size: the smallest input side the network accepts.
+        exact_strides: True when level Pn is exactly `ceil(side / 2**n)` pixels
+            wide (padded convolutions); False for unpadded ones (InceptionV3).
     """
 
     constructor: object
-    preprocessing: str
+    preprocessing: object
     feature_layers: dict
     blocks: tuple
     weight_files: tuple
     classifier_layers: tuple = ()
     min_size: int = 32
+    exact_strides: bool = True
 
 
-BACKBONES = {
-    "vgg16": BackboneSpec(
-        constructor=keras.applications.VGG16,
-        preprocessing="caffe",
-        feature_layers={
-            "P1": "block1_pool",
-            "P2": "block2_pool",
-            "P3": "block3_pool",
-            "P4": "block4_pool",
-            "P5": "block5_pool",
-        },
-        blocks=("block1", "block2", "block3", "block4", "block5"),
-        weight_files=(
-            "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        classifier_layers=("fc1", "fc2"),
-    ),
-    "resnet50": BackboneSpec(
-        constructor=keras.applications.ResNet50,
+# keras.applications picks MobileNetV2's ImageNet file by the input side (96,
+# 128, 160, 192 or 224, else 224 with a warning). The backbone takes one file
+# at every size, the one trained at 224, so that the weights (and the cached
+# file `weights="auto"` looks for) do not depend on the input size.
+_MOBILENET_V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+_MOBILENET_V2_FILES = (
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+)
+
+
+def _mobilenet_v2(include_top=True, weights="imagenet", input_shape=None):
+    """`keras.applications.MobileNetV2` (alpha 1.0) with the 224-px ImageNet file at any size."""
+    model = keras.applications.MobileNetV2(
+        include_top=include_top, weights=None, input_shape=input_shape
+    )
+    if weights == "imagenet":
+        file_name = _MOBILENET_V2_FILES[0 if include_top else 1]
+        path = keras.utils.get_file(file_name, _MOBILENET_V2_URL + file_name, cache_subdir="models")
+        model.load_weights(path)
+    elif weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _resnet_spec(constructor, name, stage_depths):
+    """ResNet-50/101/152 differ only in the number of blocks per stage."""
+    return BackboneSpec(
+        constructor=constructor,
         preprocessing="caffe",
         feature_layers={
             "P1": "conv1_relu",
-            "P2": "conv2_block3_out",
-            "P3": "conv3_block4_out",
-            "P4": "conv4_block6_out",
-            "P5": "conv5_block3_out",
+            "P2": f"conv2_block{stage_depths[0]}_out",
+            "P3": f"conv3_block{stage_depths[1]}_out",
+            "P4": f"conv4_block{stage_depths[2]}_out",
+            "P5": f"conv5_block{stage_depths[3]}_out",
         },
         blocks=("conv1", "conv2", "conv3", "conv4", "conv5"),
         weight_files=(
-            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            f"{name}_weights_tf_dim_ordering_tf_kernels.h5",
+            f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
+    )
+
+
+def _vgg_spec(constructor, name):
+    return BackboneSpec(
+        constructor=constructor,
+        preprocessing="caffe",
+        feature_layers={level: f"block{n}_pool" for n, level in enumerate(LEVELS, start=1)},
+        blocks=("block1", "block2", "block3", "block4", "block5"),
+        weight_files=(
+            f"{name}_weights_tf_dim_ordering_tf_kernels.h5",
+            f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        classifier_layers=("fc1", "fc2"),
+    )
+
+
+BACKBONES = {
+    "vgg16": _vgg_spec(keras.applications.VGG16, "vgg16"),
+    "vgg19": _vgg_spec(keras.applications.VGG19, "vgg19"),
+    "resnet50": _resnet_spec(keras.applications.ResNet50, "resnet50", (3, 4, 6, 3)),
+    "resnet101": _resnet_spec(keras.applications.ResNet101, "resnet101", (3, 4, 23, 3)),
+    "resnet152": _resnet_spec(keras.applications.ResNet152, "resnet152", (3, 8, 36, 3)),
+    # Unpadded stem and reductions: the levels are 45, 20, 9, 4 and 1 pixels
+    # wide at 96 px (147, 71, 35, 17 and 8 at 299), and the network needs at
+    # least 75 px (its last reduction then sees a 3x3 map). P1 and P2 are the stem's last
+    # activations before each of its max poolings (the 3rd and 5th
+    # convolutions, unnamed: layer indices), P3..P5 the last "mixed" block at
+    # each resolution.
+    "inceptionv3": BackboneSpec(
+        constructor=keras.applications.InceptionV3,
+        preprocessing="tf",
+        feature_layers={"P1": 9, "P2": 16, "P3": "mixed2", "P4": "mixed7", "P5": "mixed10"},
+        blocks=("stem_conv", "stem_pool", "mixed0_2", "mixed3_7", "mixed8_10"),
+        weight_files=(
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        min_size=75,
+        exact_strides=False,
+    ),
+    # The widest map at each stride: the expansion (x6) at the input of the
+    # first inverted residual block that halves the resolution (as in the
+    # TensorFlow segmentation tutorial and segmentation_models).
+    "mobilenetv2": BackboneSpec(
+        constructor=_mobilenet_v2,
+        preprocessing="tf",
+        feature_layers={
+            "P1": "block_1_expand_relu",
+            "P2": "block_3_expand_relu",
+            "P3": "block_6_expand_relu",
+            "P4": "block_13_expand_relu",
+            "P5": "out_relu",
+        },
+        blocks=("stem", "blocks1_2", "blocks3_5", "blocks6_12", "blocks13_16"),
+        weight_files=_MOBILENET_V2_FILES,
+    ),
+    # Same choice for EfficientNet's MBConv blocks. Its preprocessing
+    # (x / 255, then the ImageNet mean and standard deviation) is part of the
+    # network: see `_set_imagenet_normalization`.
+    "efficientnetb0": BackboneSpec(
+        constructor=keras.applications.EfficientNetB0,
+        preprocessing=None,
+        feature_layers={
+            "P1": "block2a_expand_activation",
+            "P2": "block3a_expand_activation",
+            "P3": "block4a_expand_activation",
+            "P4": "block6a_expand_activation",
+            "P5": "top_activation",
+        },
+        blocks=("stem_block1", "block2", "block3", "block4_5", "block6_7_top"),
+        weight_files=("efficientnetb0.h5", "efficientnetb0_notop.h5"),
     ),
 }
 
@@ -216,7 +321,7 @@ def _load_imagenet(backbone, include_top, input_shape):
 
 
 def _load_weights_file(model, backbone, path):
-    """Loads a weights file into the headless `model`, by layer name.
+    """Loads a weights file into the headless `model`.
 
     The file may hold the headless network or the whole classifier: the second
     case is loaded into a full classifier first, whose layers are then copied.
@@ -234,9 +339,29 @@ def _load_weights_file(model, backbone, path):
                 f"`weights` file {path!r} does not hold `{backbone}` weights, with "
                 f"or without its classifier ({headless_error})."
             ) from headless_error
-    for layer in model.layers:
-        if layer.weights:
-            layer.set_weights(full.get_layer(layer.name).get_weights())
+    _copy_headless_weights(full, model, backbone)
+
+
+def _copy_headless_weights(full, model, backbone):
+    """Copies a full classifier's weights into the headless network `model`, in layer order.
+
+    Names cannot pair the layers: InceptionV3's are generated anew for each
+    network built. Both networks list their layers by depth and the
+    classifier only appends layers after the last convolution, so the
+    weighted layers pair in order once the classifier's dense layers are left out.
+    """
+    sources = [layer for layer in full.layers if layer.weights and not isinstance(layer, layers.Dense)]
+    targets = [layer for layer in model.layers if layer.weights]
+    shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
+    if len(sources) != len(targets) or shapes != [
+        [tuple(w.shape) for w in layer.weights] for layer in sources
+    ]:
+        raise ValueError(
+            f"The classifier weights of `{backbone}` do not pair with its headless layers "
+            f"({len(sources)} weighted layers against {len(targets)})."
+        )
+    for source, target in zip(sources, targets):
+        target.set_weights(source.get_weights())
 
 
 def _build_application(backbone, input_shape, weights):
@@ -250,7 +375,34 @@ def _build_application(backbone, input_shape, weights):
         _he_initialise_convolutions(model)
     else:
         _load_weights_file(model, backbone, weights)
+    if spec.preprocessing is None:
+        _set_imagenet_normalization(model)
     return fuse_batch_normalization(model)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, of pixels scaled to [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _set_imagenet_normalization(model):
+    """Makes a network's own input normalisation (x / 255 - mean) / std with ImageNet's statistics.
+
+    keras.applications' EfficientNet normalises inside the network: a
+    `Rescaling(1 / 255)`, then a `Normalization` layer whose mean and variance
+    are weights. Its ImageNet file stores the standard deviation where the
+    layer expects a variance, and Keras corrects that with one more
+    `Rescaling(1 / sqrt(std))` that it adds only for `weights="imagenet"`
+    (tensorflow/tensorflow#49930). Built with `weights=None` the layer holds
+    mean 0 and variance 1, and the same file loaded from a path would divide
+    by sqrt(std). The normalisation belongs to the architecture rather than to
+    a file, so for every policy but "imagenet" it is set here, after loading.
+    """
+    for layer in model.layers:
+        if isinstance(layer, layers.Normalization):
+            layer.adapt_mean.assign(np.asarray(IMAGENET_MEAN, "float32"))
+            layer.adapt_variance.assign(np.square(np.asarray(IMAGENET_STD, "float32")))
+            # The layer divides by a copy of its variables made when they change.
+            layer.finalize_state()
 
 
 def _he_initialise_convolutions(model):
@@ -307,35 +459,95 @@ def _weights_host_reachable(timeout=3.0):
         return False
 
 
-def build_backbone(backbone, input_shape=(None, None, 3), weights="auto", name=None):
+def build_backbone(backbone, input_shape=(None, None, 3), weights="auto", name=None,
+                   max_level="P5", resize_to_strides=False):
     """Builds a registered backbone that returns feature maps keyed by stride.
 
     Args:
-        backbone: str, one of `BACKBONES` ("vgg16", "resnet50").
-        input_shape: tuple `(height, width, 3)`; sizes may be None.
+        backbone: str, one of `BACKBONES` ("vgg16", "vgg19", "resnet50",
+            "resnet101", "resnet152", "inceptionv3", "mobilenetv2",
+            "efficientnetb0").
+        input_shape: tuple `(height, width, 3)`; sizes may be None, and must be
+            at least the backbone's `min_size` (75 for InceptionV3, else 32).
         weights: "auto", "imagenet", None or a path to a `.h5`/`.weights.h5` file
             (see the module docstring).
         name: str, model name (default `f"{backbone}_backbone"`).
+        max_level: "P1".."P5", the coarsest level returned; the stages after
+            it are not built (DeepLabV3+ stops at "P4", stride 16).
+        resize_to_strides: bool. True resizes (bilinearly) every map whose size
+            is not `ceil(side / stride)` to that size, so that decoders can
+            merge levels by factors of 2; this needs a fixed input size for
+            InceptionV3 and changes nothing for the padded backbones.
 
     Returns:
         A functional `keras.Model` mapping raw RGB images `[batch, H, W, 3]` in
-        [0, 255] to `{"P1": [batch, H/2, W/2, C1], ..., "P5": [batch, H/32, W/32, C5]}`.
-        Its attribute-free layers keep the application's names; the
-        preprocessing layer is `"preprocessing"`.
+        [0, 255] to `{"P1": [batch, H/2, W/2, C1], ..., "P5": [batch, H/32, W/32, C5]}`
+        (InceptionV3 without `resize_to_strides`: smaller, see the module
+        docstring). The application is the sub-model `f"{backbone}_features"`
+        and keeps its layer names; the preprocessing layer is `"preprocessing"`
+        (absent for EfficientNet, which normalises inside).
     """
     spec = get_backbone_spec(backbone)
-    input_shape = check_image_shape(input_shape, min_size=spec.min_size)
+    input_shape = check_image_shape(input_shape)
+    check_choice("max_level", max_level, LEVELS)
+    if not isinstance(resize_to_strides, bool):
+        raise ValueError(  # noqa: TRY004 (argument checks raise ValueError throughout)
+            f"`resize_to_strides` must be True or False; received resize_to_strides={resize_to_strides!r}."
+        )
+    _check_backbone_input_shape(backbone, spec, input_shape, resize_to_strides)
     weights = resolve_weights(backbone, weights)
     application = _build_application(backbone, input_shape, weights)
+    levels = LEVELS[: LEVELS.index(max_level) + 1]
     features = keras.Model(
         application.input,
-        {key: application.get_layer(layer).output for key, layer in spec.feature_layers.items()},
+        {key: get_feature_layer(application, backbone, key).output for key in levels},
         name=f"{backbone}_features",
     )
     images = keras.Input(input_shape, name="images")
-    preprocessed = ImagePreprocessing(spec.preprocessing, name="preprocessing")(images)
+    preprocessed = images
+    if spec.preprocessing is not None:
+        preprocessed = ImagePreprocessing(spec.preprocessing, name="preprocessing")(images)
     outputs = features(preprocessed)
+    if resize_to_strides:
+        outputs = {key: _resize_to_stride(value, input_shape, key) for key, value in outputs.items()}
     return keras.Model(images, outputs, name=name or f"{backbone}_backbone")
+
+
+def get_feature_layer(application, backbone, level):
+    """Returns the layer of `application` (a headless network) registered for `level` ("P1".."P5")."""
+    layer = get_backbone_spec(backbone).feature_layers[check_choice("level", level, LEVELS)]
+    if isinstance(layer, int):
+        return application.layers[layer]
+    return application.get_layer(layer)
+
+
+def _check_backbone_input_shape(backbone, spec, input_shape, resize_to_strides):
+    for size in input_shape[:2]:
+        if size is not None and size < spec.min_size:
+            reason = (
+                "its unpadded stem and reductions shrink a smaller image to nothing"
+                if not spec.exact_strides else "five stride-2 stages"
+            )
+            raise ValueError(
+                f"`input_shape` height and width must be >= {spec.min_size} for "
+                f"backbone={backbone!r} ({reason}); received input_shape={input_shape!r}."
+            )
+    if resize_to_strides and not spec.exact_strides and None in input_shape[:2]:
+        raise ValueError(
+            f"`input_shape` must have a fixed height and width for backbone={backbone!r} "
+            "with resize_to_strides=True: its unpadded convolutions give maps that are "
+            "resized to the nominal strides, and the target sizes follow from the "
+            f"input's; received input_shape={input_shape!r}."
+        )
+
+
+def _resize_to_stride(features, input_shape, level):
+    """Bilinearly resizes `features` to `ceil(side / stride)` when it has another size."""
+    stride = STRIDES[level]
+    target = tuple(math.ceil(size / stride) for size in input_shape[:2] if size is not None)
+    if len(target) < 2 or tuple(features.shape[1:3]) == target:
+        return features
+    return layers.Resizing(*target, interpolation="bilinear", name=f"{level}_resize")(features)
 
 
 def load_classifier_weights(backbone, weights):
@@ -377,8 +589,13 @@ def load_classifier_weights(backbone, weights):
 def set_trainable_blocks(backbone_model, backbone, num_blocks, keep_batch_norm_frozen=True):
     """Freezes a backbone except its last `num_blocks` stages.
 
+    The stages (`BackboneSpec.blocks`) are cut at the pyramid levels: stage n
+    is every layer after level P(n-1) up to Pn, found from the graph, so the
+    same rule serves networks with generated layer names (InceptionV3).
+
     Args:
-        backbone_model: the model returned by `build_backbone`.
+        backbone_model: the model returned by `build_backbone` (any
+            `max_level`: stages not built have nothing to unfreeze).
         backbone: its registered name.
         num_blocks: int in [0, number of stages]; 0 freezes everything, the
             number of stages unfreezes everything.
@@ -394,12 +611,34 @@ def set_trainable_blocks(backbone_model, backbone, num_blocks, keep_batch_norm_f
             f"`num_blocks` must be an integer from 0 to {len(spec.blocks)} (the "
             f"stages of {backbone}: {', '.join(spec.blocks)}); received num_blocks={num_blocks!r}."
         )
-    trainable = spec.blocks[len(spec.blocks) - num_blocks :]
+    first_trainable = len(spec.blocks) - num_blocks
     backbone_model.trainable = True
-    for layer in _application_layers(backbone_model):
-        layer.trainable = any(layer.name.startswith(block + "_") for block in trainable)
+    # Only the application's layers carry weights; the preprocessing and
+    # resizing layers around it have none.
+    for layer, stage in _layer_stages(backbone_model.get_layer(f"{backbone}_features")):
+        layer.trainable = stage >= first_trainable
     if keep_batch_norm_frozen:
         freeze_batch_norm(backbone_model)
+
+
+def _layer_stages(features):
+    """Yields `(layer, stage)` for the layers of a backbone's features model.
+
+    Stage 0 ends at level P1's layer, stage n at P(n+1)'s.
+    A functional model lists its layers by depth, and every path from the
+    input crosses each level's layer, so a layer's stage is that of the first
+    level listed at or after it.
+    """
+    position = {id(layer): index for index, layer in enumerate(features.layers)}
+    ends = sorted(
+        (position[id(tensor._keras_history.operation)], LEVELS.index(key))
+        for key, tensor in features.output.items()
+    )
+    for index, layer in enumerate(features.layers):
+        if isinstance(layer, layers.InputLayer):
+            continue
+        stage = next((level for end, level in ends if end >= index), ends[-1][1])
+        yield layer, stage
 
 
 def freeze_batch_norm(model):
@@ -428,11 +667,3 @@ def freeze_batch_norm(model):
         else:
             frozen += freeze_batch_norm(layer)
     return frozen
-
-
-def _application_layers(backbone_model):
-    for layer in backbone_model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _application_layers(layer)
-        elif not isinstance(layer, (layers.InputLayer, ImagePreprocessing)):
-            yield layer

@@ -248,8 +248,8 @@ CASES = [
         r"received input_shape=\(64, 64\)",
         id="fcn-rank-2-shape"),
     pytest.param(
-        lambda fx: build_fcn(3, (64, 64, 3), backbone="vgg19", weights=None),
-        ValueError, r"`backbone` must be one of \['resnet50', 'vgg16'\]; received backbone='vgg19'",
+        lambda fx: build_fcn(3, (64, 64, 3), backbone="vgg11", weights=None),
+        ValueError, r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'vgg16', 'vgg19'\]; received backbone='vgg11'",
         id="fcn-unknown-backbone"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), variant="4s", weights=None),
@@ -312,7 +312,7 @@ CASES = [
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="mobilenet"),
         ValueError,
-        r"`backbone` must be one of \['resnet50', 'vgg16'\]; received backbone='mobilenet'",
+        r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'vgg16', 'vgg19'\]; received backbone='mobilenet'",
         id="unet-unknown-backbone"),
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="vgg16", decoder_filters=(8, 8)),

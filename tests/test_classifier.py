@@ -209,7 +209,7 @@ def test_random_backbone_batchnorm_learns_its_statistics():
         ({"finetune_blocks": 0}, "finetune_blocks=0"),
         ({"mode": "partial"}, "`mode` must be one of"),
         ({"num_classes": 1}, "num_classes"),
-        ({"backbone": "vgg19"}, "backbone"),
+        ({"backbone": "vgg11"}, "backbone"),
         ({"input_shape": (16, 16, 3)}, ">= 32"),
     ],
 )

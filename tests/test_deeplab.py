@@ -121,7 +121,7 @@ def test_recipe_smoke_exports(tmp_path):
         ({"num_classes": 1}, "num_classes"),
         ({"input_shape": (40, 40, 3)}, "multiples of the network stride 16"),
         ({"output_stride": 32}, "output_stride"),
-        ({"backbone": "resnet101"}, "backbone"),
+        ({"backbone": "resnet18"}, "backbone"),
         ({"backbone": "resnet50", "output_stride": 8}, "must be 16 with a registered backbone"),
         ({"atrous_rates": (6, 0)}, "atrous_rates"),
         ({"atrous_rates": (6, 6)}, "distinct"),

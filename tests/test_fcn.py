@@ -73,7 +73,7 @@ def test_mixed_precision_gives_float32_logits():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"backbone": "vgg19"}, "backbone"),
+        ({"backbone": "vgg11"}, "backbone"),
         ({"variant": "4s"}, "variant"),
         ({"num_classes": 1}, "num_classes"),
         ({"input_shape": (48, 48, 3)}, "multiples of the network stride 32"),

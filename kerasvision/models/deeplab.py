@@ -214,17 +214,19 @@ def build_deeplabv3plus(
     encoder output is its stride-16 feature map "P4" (ResNet50: conv4_block6_out,
     1024 channels; VGG16: block4_pool, 512) and the stride-32 stage is not
     built at all; the low-level features are "P2" (stride 4). Only
-    `output_stride=16` is available there. The scratch encoder
-    (`backbone=None`) is the paper's scheme in miniature: four stages of a
+    `output_stride=16` is available there. InceptionV3's unpadded maps are
+    resized to strides 4 and 16 (`build_backbone(resize_to_strides=True)`).
+    The scratch encoder (`backbone=None`) is the paper's scheme in miniature: four stages of a
     strided separable convolution and a 3x3 separable convolution, where
     stages past `output_stride` keep their resolution and dilate instead.
 
     Args:
         num_classes: int >= 2, classes including background.
         input_shape: tuple `(height, width, 3)`, sizes multiples of
-            `output_stride` and at least 32.
-        backbone: "resnet50", "vgg16" or None (the small scratch encoder,
-            which trains in minutes on a CPU).
+            `output_stride` and at least 32 (75 for "inceptionv3").
+        backbone: a name in `kerasvision.backbones.BACKBONES` ("resnet50",
+            "mobilenetv2", ...) or None (the small scratch encoder, which
+            trains in minutes on a CPU).
         weights: backbone weights: "auto", "imagenet", None or a file path
             (ignored when `backbone` is None).
         output_stride: 16, or 8 with the scratch encoder (the paper's two settings).
@@ -313,21 +315,16 @@ def _scratch_encoder(images, encoder_filters, output_stride):
 
 
 def _backbone_encoder(images, backbone, weights):
-    """Returns ("P2", "P4") of a registered backbone truncated after its stride-16 stage."""
-    spec = get_backbone_spec(backbone)
+    """Returns ("P2", "P4") of a registered backbone built up to its stride-16 stage."""
     weights = resolve_weights(backbone, weights)
-    full = build_backbone(backbone, images.shape[1:], weights, name="full_backbone")
-    application = full.get_layer(f"{backbone}_features")
-    # A sub-graph of the application ending at P4: the stride-32 stage
-    # (ResNet50's conv5, 15M parameters) is neither computed nor saved.
-    truncated = keras.Model(
-        application.input,
-        {key: application.get_layer(spec.feature_layers[key]).output for key in ("P2", "P4")},
-        name=f"{backbone}_features",
+    # Built up to P4: the stride-32 stage (ResNet50's conv5, 15M parameters) is
+    # neither computed nor saved. P1 and P3 are returned too, unused, so that
+    # `set_trainable_blocks` finds every stage's end. Unpadded backbones
+    # (InceptionV3) get their maps resized to strides 4 and 16 exactly.
+    encoder = build_backbone(
+        backbone, images.shape[1:], weights, name="backbone", max_level="P4",
+        resize_to_strides=True,
     )
-    inputs = keras.Input(images.shape[1:], name="images")
-    preprocessed = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
-    encoder = keras.Model(inputs, truncated(preprocessed), name="backbone")
     # Pretrained BatchNorm statistics stay frozen while fine-tuning (a
     # non-trainable BatchNorm runs in inference mode; keras-team/keras#20285).
     if weights is not None:

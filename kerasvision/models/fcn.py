@@ -52,17 +52,20 @@ def build_fcn(
     Args:
         num_classes: int >= 2, number of classes including background.
         input_shape: tuple `(height, width, 3)`; height and width must be
-            multiples of 32 (None: any multiple of 32, checked by the caller).
-        backbone: "vgg16" (the paper's) or "resnet50" (scores from its
-            stride-8/16/32 stages, no fc6/fc7).
+            multiples of 32 (None: any multiple of 32, checked by the caller;
+            fixed and >= 75 for "inceptionv3").
+        backbone: a name in `kerasvision.backbones.BACKBONES`: "vgg16" (the
+            paper's) or "vgg19", whose classifier becomes fc6/fc7, or another
+            ("resnet50", "mobilenetv2", ...: scores from its stride-8/16/32
+            levels, no fc6/fc7).
         variant: "32s", "16s" or "8s": the finest stride whose scores are fused.
         weights: "auto", "imagenet", None or a weights file path (see
             `kerasvision.backbones`). When the file or ImageNet download holds
-            the VGG16 classifier, fc6/fc7 start from its dense weights reshaped
+            the VGG classifier, fc6/fc7 start from its dense weights reshaped
             into convolution kernels.
         upsampling: "transpose" (learned, bilinear-initialised) or "resize"
             (bilinear resize followed by a 3x3 convolution).
-        fc_units: int, width of fc6/fc7 (4096 in the paper; VGG16 only).
+        fc_units: int, width of fc6/fc7 (4096 in the paper; VGG only).
         dropout: float in [0, 1), dropout after fc6 and fc7.
         name: str, model name (default `f"fcn{variant}_{backbone}"`).
 
@@ -86,7 +89,11 @@ def build_fcn(
     weights = resolve_weights(backbone, weights)
 
     images = keras.Input(input_shape, name="images")
-    backbone_model = build_backbone(backbone, input_shape, weights, name="backbone")
+    # Unpadded backbones (InceptionV3) get their maps resized to strides 8, 16
+    # and 32 exactly, so that each fusion adds maps of one size.
+    backbone_model = build_backbone(
+        backbone, input_shape, weights, name="backbone", resize_to_strides=True
+    )
     # Pretrained BatchNorm statistics stay frozen even when the backbone is
     # fine-tuned: small segmentation batches would ruin them. A non-trainable
     # BatchNorm runs in inference mode; `training=False` alone is overridden by

@@ -64,9 +64,12 @@ def build_unet(
     Args:
         num_classes: int >= 2.
         input_shape: tuple `(height, width, 3)`; sizes must be multiples of the
-            network stride: `2**depth` from scratch, 32 with a backbone.
-        backbone: None (the paper's encoder, trained from scratch), "vgg16" or
-            "resnet50" (its P1..P5 features are the skip connections).
+            network stride: `2**depth` from scratch, 32 with a backbone (fixed
+            and >= 75 for "inceptionv3").
+        backbone: None (the paper's encoder, trained from scratch) or a name
+            in `kerasvision.backbones.BACKBONES` ("vgg16", "resnet50",
+            "mobilenetv2", ...: its P1..P4 features are the skip connections,
+            P5 the bottleneck).
         weights: backbone weights, "auto", "imagenet", None or a file path
             (ignored without a backbone).
         depth: int >= 1, number of poolings of the scratch encoder (paper: 4).
@@ -133,7 +136,11 @@ def _backbone_unet(images, backbone, weights, decoder_filters, batch_norm, upsam
         )
     check_image_shape(images.shape[1:], multiple_of=BACKBONE_STRIDE, min_size=BACKBONE_STRIDE)
     weights = resolve_weights(backbone, weights)
-    encoder = build_backbone(backbone, images.shape[1:], weights, name="backbone")
+    # Unpadded backbones (InceptionV3) get their maps resized to strides 2..32
+    # exactly, so that each 2x up-convolution meets a skip of its size.
+    encoder = build_backbone(
+        backbone, images.shape[1:], weights, name="backbone", resize_to_strides=True
+    )
     # Pretrained BatchNorm statistics stay frozen while fine-tuning (a
     # non-trainable BatchNorm runs in inference mode; keras-team/keras#20285).
     if weights is not None:
@@ -149,4 +156,4 @@ def _backbone_unet(images, backbone, weights, decoder_filters, batch_norm, upsam
     return x
 
 
-__all__ = ["build_unet", "BACKBONE_STRIDE", "DEFAULT_DECODER_FILTERS"]
+__all__ = ["BACKBONE_STRIDE", "DEFAULT_DECODER_FILTERS", "build_unet"]

@@ -98,7 +98,7 @@ def build_yolo_v1(
     else:
         get_backbone_spec(backbone)
         encoder = build_backbone(backbone, input_shape, resolve_weights(backbone, weights),
-                                 name="backbone")
+                                 name="backbone", resize_to_strides=True)
         features = encoder(images)["P5"]
         name = name or f"yolo_v1_{backbone}"
     x = features
