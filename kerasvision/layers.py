@@ -528,3 +528,217 @@ def apply_scratch_encoder(images, filters, num_stages, batch_norm=True, name="st
         x = layers.MaxPooling2D(2, name=f"{name}{stage}_pool")(x)
     return x
 
+
+# ---------------------------------------------------------------------------
+# Blocks of the classic ImageNet CNNs (kerasvision.models.classic)
+# ---------------------------------------------------------------------------
+
+# keras.applications' ResNets use this BatchNorm epsilon: cuDNN's smallest
+# allowed value plus a margin. Kept so that their weights give the same outputs.
+RESNET_BN_EPSILON = 1.001e-5
+# BatchNorm momentum of the classic blocks: Torch's 0.1 update (He et al.'s
+# models, torchvision). Keras' default 0.99 averages over ~100 steps, and when
+# training from scratch at a high learning rate its moving statistics lag the
+# weights so far that inference scored 33% where batch statistics gave 65%
+# (ResNet-18 after 3 minutes on the shapes images). Not a weight: ImageNet
+# weights load and compute the same either way.
+CLASSIC_BN_MOMENTUM = 0.9
+
+
+def apply_conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same",
+                       batch_norm=False, use_bias=None, epsilon=1e-3, activation=True,
+                       bn_name=None, relu_name=None, momentum=CLASSIC_BN_MOMENTUM):
+    """A convolution, optional BatchNormalization, optional ReLU: the unit of the classic blocks.
+
+    Args:
+        x: tensor `[batch, height, width, channels]`.
+        filters: int, output channels.
+        kernel_size: int, square kernel size.
+        name: str, the convolution's name.
+        strides: int, the convolution's stride.
+        padding: "same" or "valid".
+        batch_norm: bool, BatchNormalization after the convolution.
+        use_bias: bool or None (None: a bias only without BatchNorm, whose
+            offset makes it redundant).
+        epsilon: float, BatchNormalization epsilon.
+        activation: bool, a ReLU at the end.
+        bn_name, relu_name: str or None, names of the BatchNorm and ReLU
+            layers (default `{name}_bn`, `{name}_relu`).
+        momentum: float, BatchNormalization momentum of the moving statistics.
+
+    Returns:
+        Tensor `[batch, height', width', filters]`.
+    """
+    conv_bias = (not batch_norm) if use_bias is None else use_bias
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                      use_bias=conv_bias, name=name)(x)
+    if batch_norm:
+        x = batch_normalization(epsilon=epsilon, momentum=momentum,
+                                name=bn_name or f"{name}_bn")(x)
+    if activation:
+        x = layers.Activation("relu", name=relu_name or f"{name}_relu")(x)
+    return x
+
+
+def apply_vgg_block(x, filters, num_convs, name, batch_norm=False):
+    """A VGG block: `num_convs` same-padded 3x3 convolutions with ReLU, then 2x2 max pooling.
+
+    Simonyan and Zisserman, "Very Deep Convolutional Networks for Large-Scale
+    Image Recognition", ICLR 2015: two stacked 3x3 convolutions see a 5x5
+    window and three a 7x7 one, with fewer weights (3 * 9 C^2 against 49 C^2)
+    and a ReLU between each. The convolutions are `apply_conv_block`'s.
+
+    Args:
+        x: tensor `[batch, height, width, channels]`.
+        filters: int, output channels of every convolution.
+        num_convs: int >= 1 (2 in VGG's first two blocks, 3 or 4 after).
+        name: str, prefix of the layer names: `{name}_conv1`... (the names of
+            keras.applications' VGG16/VGG19 when `name` is "block1"...) and
+            `{name}_pool`.
+        batch_norm: bool, BatchNormalization before each ReLU (not in the
+            paper; the convolutions then have no bias).
+
+    Returns:
+        Tensor `[batch, height // 2, width // 2, filters]`.
+
+    Example:
+        >>> x = keras.Input((32, 32, 3))
+        >>> apply_vgg_block(x, 64, 2, name="block1").shape
+        (None, 16, 16, 64)
+    """
+    check_int("num_convs", num_convs, minimum=1)
+    check_int("filters", filters, minimum=1)
+    x = apply_conv_block(x, filters, num_convs=num_convs, kernel_size=3, batch_norm=batch_norm,
+                         name=name)
+    return layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
+
+
+def apply_residual_block(x, filters, stride=1, bottleneck=False, name="block", use_bias=True,
+                         epsilon=RESNET_BN_EPSILON, expansion=4, momentum=CLASSIC_BN_MOMENTUM):
+    """A ResNet block: `relu(F(x) + shortcut(x))`, basic or bottleneck (He et al. 2016).
+
+    He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition",
+    CVPR 2016, section 3 and figure 5:
+
+    - basic (ResNet-18/34): 3x3 (stride) -> BN -> ReLU -> 3x3 -> BN;
+    - bottleneck (ResNet-50/101/152): 1x1 (stride) reduces to `filters`
+      channels -> 3x3 -> 1x1 expands to `expansion * filters`, each with BN,
+      ReLU between. The stride sits on the first 1x1, as in the paper's
+      Caffe models and keras.applications' ResNet50 ("v1"; torchvision's
+      "v1.5" moves it to the 3x3).
+
+    The shortcut is the identity when the output has the input's shape, and a
+    projection (1x1 convolution with the block's stride, then BN; the paper's
+    option B) only when the stride or the channel count changes it.
+
+    Layer names follow keras.applications' ResNet50 (`{name}_0_conv` and
+    `{name}_0_bn` for the projection, `{name}_1_conv`, `{name}_1_bn`,
+    `{name}_1_relu`, ..., `{name}_add`, `{name}_out`), so its weights load by name.
+
+    Args:
+        x: tensor `[batch, height, width, channels]`.
+        filters: int, the block's width (bottleneck: its inner width; the
+            output has `expansion * filters` channels).
+        stride: int, 1 or 2, applied by the block's first convolution and the projection.
+        bottleneck: bool, bottleneck (True) or basic (False) block.
+        name: str, prefix of the layer names.
+        use_bias: bool, biases on the convolutions (keras.applications' ResNets
+            have them although BN follows; the paper's and torchvision's do not).
+        epsilon: float, BatchNormalization epsilon.
+        expansion: int, bottleneck output channels / `filters` (4 in the paper).
+        momentum: float, BatchNormalization momentum (`CLASSIC_BN_MOMENTUM`).
+
+    Returns:
+        Tensor `[batch, ceil(height / stride), ceil(width / stride), out]`, `out`
+        = `filters` (basic) or `expansion * filters` (bottleneck).
+
+    Example:
+        >>> x = keras.Input((32, 32, 64))
+        >>> apply_residual_block(x, 64, bottleneck=True, name="conv2_block1").shape
+        (None, 32, 32, 256)
+    """
+    check_int("filters", filters, minimum=1)
+    check_choice("stride", stride, (1, 2))
+    expansion = check_int("expansion", expansion, minimum=1)
+    out_channels = expansion * filters if bottleneck else filters
+    unit = {"batch_norm": True, "use_bias": use_bias, "epsilon": epsilon, "momentum": momentum}
+
+    if stride != 1 or x.shape[-1] != out_channels:
+        shortcut = apply_conv_bn_relu(x, out_channels, 1, f"{name}_0_conv", strides=stride,
+                                 padding="valid", activation=False, bn_name=f"{name}_0_bn", **unit)
+    else:
+        shortcut = x
+
+    def names(index):
+        return {"name": f"{name}_{index}_conv", "bn_name": f"{name}_{index}_bn",
+                "relu_name": f"{name}_{index}_relu"}
+
+    if bottleneck:
+        y = apply_conv_bn_relu(x, filters, 1, strides=stride, padding="valid", **names(1), **unit)
+        y = apply_conv_bn_relu(y, filters, 3, **names(2), **unit)
+        y = apply_conv_bn_relu(y, out_channels, 1, activation=False, **names(3), **unit)
+    else:
+        if stride != 1:
+            # Symmetric padding, as the paper's Caffe/Torch models: a 3x3 window
+            # at stride 2 is then centred on pixels 0, 2, 4... which the 1x1
+            # projection samples ("same" would pad only after, shifting it by one).
+            x = layers.ZeroPadding2D(1, name=f"{name}_1_pad")(x)
+        y = apply_conv_bn_relu(x, filters, 3, strides=stride, padding="valid" if stride != 1 else "same",
+                          **names(1), **unit)
+        y = apply_conv_bn_relu(y, filters, 3, activation=False, **names(2), **unit)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def apply_inception_block(x, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
+                          filters_5x5, filters_pool_proj, name, batch_norm=False):
+    """An Inception module with dimension reductions (Szegedy et al. 2015, figure 2b).
+
+    Szegedy et al., "Going Deeper with Convolutions", CVPR 2015. Four
+    branches see the same input and are concatenated along channels:
+
+    1. a 1x1 convolution;
+    2. a 1x1 reduction, then a 3x3 convolution;
+    3. a 1x1 reduction, then a 5x5 convolution;
+    4. 3x3 max pooling (stride 1), then a 1x1 projection.
+
+    The 1x1 reductions are what make the module affordable: they shrink the
+    channels the 3x3 and 5x5 convolutions read (in 3a from 192 to 96 and 16).
+    Every convolution is followed by a ReLU. The column names of the paper's
+    table 1 ("#1x1", "#3x3 reduce", ...) are the argument names.
+
+    Args:
+        x: tensor `[batch, height, width, channels]`.
+        filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
+            filters_5x5, filters_pool_proj: ints >= 1, the branch widths.
+        name: str, prefix of the layer names (`{name}_1x1`, `{name}_3x3_reduce`,
+            `{name}_3x3`, `{name}_5x5_reduce`, `{name}_5x5`, `{name}_pool`,
+            `{name}_pool_proj`, `{name}_concat`).
+        batch_norm: bool, BatchNormalization before each ReLU (Inception v2's
+            addition, not in the paper; the convolutions then have no bias).
+
+    Returns:
+        Tensor `[batch, height, width, filters_1x1 + filters_3x3 + filters_5x5
+        + filters_pool_proj]`.
+
+    Example:
+        >>> x = keras.Input((28, 28, 192))
+        >>> apply_inception_block(x, 64, 96, 128, 16, 32, 32, name="inception_3a").shape
+        (None, 28, 28, 256)
+    """
+    widths = {"filters_1x1": filters_1x1, "filters_3x3_reduce": filters_3x3_reduce,
+              "filters_3x3": filters_3x3, "filters_5x5_reduce": filters_5x5_reduce,
+              "filters_5x5": filters_5x5, "filters_pool_proj": filters_pool_proj}
+    for argument, width in widths.items():
+        check_int(argument, width, minimum=1)
+    unit = {"batch_norm": batch_norm}
+    branch_1x1 = apply_conv_bn_relu(x, filters_1x1, 1, f"{name}_1x1", **unit)
+    branch_3x3 = apply_conv_bn_relu(x, filters_3x3_reduce, 1, f"{name}_3x3_reduce", **unit)
+    branch_3x3 = apply_conv_bn_relu(branch_3x3, filters_3x3, 3, f"{name}_3x3", **unit)
+    branch_5x5 = apply_conv_bn_relu(x, filters_5x5_reduce, 1, f"{name}_5x5_reduce", **unit)
+    branch_5x5 = apply_conv_bn_relu(branch_5x5, filters_5x5, 5, f"{name}_5x5", **unit)
+    branch_pool = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    branch_pool = apply_conv_bn_relu(branch_pool, filters_pool_proj, 1, f"{name}_pool_proj", **unit)
+    return layers.Concatenate(axis=-1, name=f"{name}_concat")(
+        [branch_1x1, branch_3x3, branch_5x5, branch_pool]
+    )

@@ -797,6 +797,17 @@ CASES = [
             [np.zeros((4, 4, 2), int)], [np.zeros((4, 5, 2), int)], thing_classes=[]),
         ValueError, r"`pred_panoptic\[0\]` must have the shape of `true_panoptic\[0\]`",
         id="metrics-panoptic-shape-mismatch"),
+    # --- Classic CNNs from blocks ---
+    pytest.param(
+        lambda fx: __import__("kerasvision.models.classic", fromlist=["x"]).build_classic("resnet19"),
+        ValueError, r"`name` must be one of \[.*\]; received name='resnet19'",
+        id="classic-unknown-name"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.models.classic", fromlist=["x"]).build_classic(
+            "googlenet", 4, (64, 64, 3)),
+        ValueError, r"`input_shape` is too small for googlenet: its sides must be >= 65 .*received "
+                    r"input_shape=\(64, 64, 3\)",
+        id="googlenet-too-small-for-aux-heads"),
     # --- Explanations and attacks ---
     pytest.param(
         lambda fx: __import__("kerasvision.explain", fromlist=["x"]).grad_cam(
@@ -873,6 +884,8 @@ RECIPE_CASES = [
                  id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
+    pytest.param("classic_cnns", ["--model", "resnet19"],
+                 r"--model must be one of \[.*\]; received 'resnet19'", id="classic-unknown-model"),
     pytest.param("adversarial", ["--pgd-steps", "0"],
                  r"--pgd-steps must be >= 1; received 0", id="adversarial-zero-pgd-steps"),
     pytest.param("adversarial", ["--epsilons", "-1"],

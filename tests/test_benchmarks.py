@@ -517,6 +517,8 @@ def test_torch_peer_smoke(tmp_path):
 # ---------------------------------------------------------------------------
 
 SMOKE_TESTS = {
+    "amx_convolution_grid": ["test_amx_convolution_grid_smoke"],
+    "classic_cnns": ["test_classic_cnns_benchmark_smoke"],
     "data_preview": ["test_data_preview_smoke_writes_the_figure_and_the_class_balance"],
     "detection_quality": ["test_detection_quality_smoke_trains_scores_and_times_every_detector"],
     "generative_quality": ["test_generative_quality_smoke_scores_every_family_and_the_floor"],
@@ -558,3 +560,27 @@ def test_amx_convolution_grid_smoke(tmp_path):
     assert [row["layer"] for row in rows] == ["conv2d", "wide_input_conv2d"]
     assert all(row["result"] == "trained" for row in rows)  # float32 never reaches AMX
     assert load_json(output)["rows"] == rows
+
+
+def test_classic_cnns_benchmark_smoke(tmp_path, capsys):
+    import os
+
+    from benchmarks import classic_cnns
+
+    output = tmp_path / "classic.json"
+    classic_cnns.main(["--smoke", "--output", str(output)])
+    result = load_json(output)
+    assert result["benchmark"] == "classic_cnns" and result["config"]["smoke"] is True
+    rows = {row["model"]: row for row in result["rows"]}
+    assert set(rows) == {"lenet5", "resnet18"}
+    for row in rows.values():
+        assert "error" not in row, row
+        assert row["steps"] >= 1 and 0.0 <= row["accuracy"] <= 1.0
+        assert row["infer_img_s"] > 0 and row["gflops"] > 0 and row["first_step_s"] > 0
+    assert rows["lenet5"]["train_img_s"] > 0  # several steps in its budget
+    assert rows["resnet18"]["params_1000"] == 11_699_112  # parameters do not depend on the size
+    assert "| model" in capsys.readouterr().out
+    # Without --output nothing is written.
+    before = set(os.listdir(reporting.RESULTS_DIR))
+    classic_cnns.main(["--smoke", "--models", "lenet5"])
+    assert set(os.listdir(reporting.RESULTS_DIR)) == before
