@@ -663,3 +663,71 @@ def export_embedding_network(model, export_dir, version=None):
         "serving_default", serve_images,
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     return _write(archive, export_dir, version)
+
+
+def export_instance_segmenter(model, export_dir, score_threshold=0.05, iou_threshold=0.5,
+                              max_detections=20, mask_threshold=0.5, version=None):
+    """Exports a Mask R-CNN with NMS and mask pasting inside the graph, for TF Serving.
+
+    `serving_default` takes `images`, uint8 `[batch, height, width, 3]` (any
+    size, one per request), resizes them to the model's input size, detects
+    (`kerasvision.models.mask_rcnn.MaskRCNN.predict_instances`) and returns,
+    in the pixels of the images as sent:
+
+    - `boxes` float32 `[batch, max_detections, 4]` (x1, y1, x2, y2);
+    - `scores` float32 `[batch, max_detections]`, `classes` int32 (-1 in
+      unused rows), `num_detections` int32 `[batch]`;
+    - `masks` uint8 `[batch, max_detections, height, width]`: each 28x28 mask
+      pasted into its box at the sent resolution (`paste_masks`), 1 where its
+      probability is >= `mask_threshold` (all 0 in unused rows).
+
+    The response holds `max_detections` full-size masks per image: keep
+    `max_detections` small for large images.
+
+    Args:
+        model: a `MaskRCNN` (`kerasvision.models.mask_rcnn.build_mask_rcnn`).
+        export_dir: str, the model base path; a new version directory is written in it.
+        score_threshold, iou_threshold, max_detections, mask_threshold: the
+            detection settings, fixed at export and recorded in
+            `<version>/assets/instance_segmentation.json`.
+        version: int, version to write (default: next free number).
+
+    Returns:
+        str, the directory written.
+    """
+    from kerasvision.models.mask_rcnn import check_mask_rcnn, paste_masks
+
+    check_mask_rcnn(model)
+    size = model.image_size
+    score_threshold = check_float("score_threshold", score_threshold, minimum=0.0, maximum=1.0)
+    iou_threshold = check_float("iou_threshold", iou_threshold, minimum=0.0, maximum=1.0)
+    max_detections = check_int("max_detections", max_detections, minimum=1)
+    mask_threshold = check_float("mask_threshold", mask_threshold, minimum=0.0, maximum=1.0)
+
+    def serve_images(images):
+        images = _check_images_request(images)
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        found = model.predict_instances(resized, score_threshold, iou_threshold, max_detections)
+        # Back from the model's input size to the sent image's pixels.
+        scale_x = tf.cast(width, tf.float32) / size[1]
+        scale_y = tf.cast(height, tf.float32) / size[0]
+        boxes = found["boxes"] * tf.stack([scale_x, scale_y, scale_x, scale_y])
+        probabilities = paste_masks(found["mask_probabilities"], boxes, height, width)
+        return {"boxes": boxes, "scores": found["scores"], "classes": found["classes"],
+                "num_detections": found["num_detections"],
+                "masks": tf.cast(probabilities >= mask_threshold, tf.uint8)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serve_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    path = _write(archive, export_dir, version)
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    with open(os.path.join(path, "assets", "instance_segmentation.json"), "w") as handle:
+        json.dump({"score_threshold": score_threshold, "iou_threshold": iou_threshold,
+                   "max_detections": max_detections, "mask_threshold": mask_threshold,
+                   "box_format": "xyxy pixels of the input", "input_size": list(size)},
+                  handle, indent=1)
+    return path
