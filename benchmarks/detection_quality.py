@@ -220,6 +220,8 @@ def run_model(name, args):
     from kerasvision.models.detectors import build_detector, compile_detector
 
     keras.backend.clear_session()
+    # clear_session also resets the global dtype policy to float32.
+    keras.mixed_precision.set_global_policy(args.precision)
     timing.release_free_memory()
     keras.utils.set_random_seed(args.seed)
     # Built per model, after clear_session: the augmenter's layers and random

@@ -525,6 +525,8 @@ SMOKE_TESTS = {
     "input_pipeline": ["test_input_pipeline_smoke"],
     "layer_profile": ["test_layer_profile_smoke_accounts_for_every_convolution"],
     "op_profile": ["test_op_profile_smoke_of_a_trainer_sums_its_ops"],
+    "segmentation_quality": [
+        "test_segmentation_quality_smoke_trains_scores_and_times_every_segmenter"],
     "serving_latency": ["test_serving_latency_smoke"],
     "torch_peer": ["test_torch_peer_smoke"],
     "train_throughput": ["test_train_throughput_smoke", "test_train_scaling_smoke"],
@@ -584,3 +586,46 @@ def test_classic_cnns_benchmark_smoke(tmp_path, capsys):
     before = set(os.listdir(reporting.RESULTS_DIR))
     classic_cnns.main(["--smoke", "--models", "lenet5"])
     assert set(os.listdir(reporting.RESULTS_DIR)) == before
+
+
+# ---------------------------------------------------------------------------
+# segmentation_quality.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("models", [
+    "unet",  # the default run: the same code path as every model, among the fastest to trace
+    pytest.param("fcn32s,fcn16s,fcn8s,unet,unet_resnet50,deeplabv3plus,segnet",
+                 marks=pytest.mark.slow),
+])
+def test_segmentation_quality_smoke_trains_scores_and_times_every_segmenter(tmp_path, capsys,
+                                                                           models):
+    import keras
+
+    from benchmarks import segmentation_quality
+
+    output = tmp_path / "segmentation.json"
+    segmentation_quality.main(["--smoke", "--models", models, "--precision", "float32",
+                               "--output", str(output)])
+    assert keras.mixed_precision.global_policy().name == "float32"
+    printed = capsys.readouterr().out
+    result = load_json(output)
+    assert result["benchmark"] == "segmentation_quality" and result["config"]["smoke"] is True
+    assert result["environment"]["cpu"]["model"] and len(result["date"]) == 10
+    rows = result["rows"]
+    assert [row["model"] for row in rows] == models.split(",")  # one row per segmenter
+    assert "| model" in printed
+    for row in rows:
+        assert "error" not in row, row.get("error_detail")
+        assert f"| {row['model']}" in printed
+        for key in ("miou", "dice", "pixel_accuracy"):
+            assert math.isfinite(row[key]) and 0.0 <= row[key] <= 1.0, (key, row[key])
+        assert_positive_finite(row, ("parameters", "gflops", "latency_ms", "train_img_s",
+                                     "train_minutes", "latency_first_call_s"))
+        # --smoke's step cap, not the budget, ends training: one epoch, validated once.
+        assert row["steps"] == 2 and row["epochs"] == 1 and not row["budget_expired"]
+        assert len(row["val_miou_per_epoch"]) == 1 and 0.0 <= row["best_val_miou"] <= 1.0
+        assert row["precision"] == "float32" and row["eval_images"] == 4
+        assert row["image_size"] == 64 and row["batch_size"] == 4
+    # Smoke-sized models stay far from the target: the verdict says no model reached it.
+    assert result["fastest_to_target"] is None and "no segmenter reached" in printed
