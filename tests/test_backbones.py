@@ -266,7 +266,7 @@ def test_weights_from_a_local_headless_file(tmp_path, suffix):
     assert load_classifier_weights("vgg16", path) is None
 
 
-@pytest.mark.parametrize("suffix", [".weights.h5", ".h5"])
+@pytest.mark.parametrize("suffix", [".weights.h5", pytest.param(".h5", marks=pytest.mark.slow)])
 def test_weights_and_classifier_from_a_full_classifier_file(tmp_path, suffix):
     path = str(tmp_path / f"vgg16_full{suffix}")
     source = _save_vgg_weights(path, include_top=True)

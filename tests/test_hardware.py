@@ -151,6 +151,7 @@ def test_training_stops_with_a_message_before_an_amx_abort(monkeypatch):
     model.fit(*data, epochs=1, verbose=0, callbacks=[AMXConvolutionCheck()])  # float32: no check
 
 
+@pytest.mark.slow  # the default suite runs the smallest reproducer above
 def test_fcn_with_paper_width_fc_layers_trains_in_bfloat16(tmp_path):
     """The main job at the paper's width, oneDNN unrestricted: aborted on AMX before WideInputConv2D.
 
