@@ -928,3 +928,72 @@ def load_shapes_identities(split="train", num_identities=None, images_per_identi
                                                 image_size=image_size, seed=seed, split=split)
     ds = tf.data.Dataset.from_tensor_slices((images, identities))
     return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------
+# Presence: which shapes a scene holds, a multi-label source task for transfer.
+# ----------------------------------------------------------------------------
+
+_DEFAULT_PRESENCE = {"train": 4096, "validation": 512, "test": 512}
+
+
+def make_shapes_presence(num_images, image_size=32, seed=0, split="train", min_objects=1,
+                         max_objects=3, min_scale=0.25, max_scale=0.5, min_pixels=8):
+    """Multi-label scenes: which of the four shapes each scene holds, read from its mask.
+
+    The scenes of `make_shapes_scenes` (several shapes, occluding each
+    other, over textured backgrounds), labelled by presence rather than per
+    pixel: a shape counts as present when at least `min_pixels` of its
+    pixels are visible, so a sliver left by occlusion is not a label the
+    image cannot show. A source task for transfer learning to the one-shape
+    classification of `make_shapes_classification`: the same shapes, in
+    clutter, at other scales, with several answers per image.
+
+    Args:
+        num_images: int >= 1.
+        image_size: int >= 16, side `S` of the square images.
+        seed: int >= 0.
+        split: "train", "validation" or "test" (disjoint random streams).
+        min_objects, max_objects: ints, shapes drawn per scene (at most 32).
+        min_scale, max_scale: floats in (0, 1], shape size as a fraction of `S`.
+        min_pixels: int >= 1, visible pixels for a shape to count as present.
+
+    Returns:
+        images: uint8 `[N, S, S, 3]`.
+        presence: float32 `[N, 4]`, 1.0 where the shape of
+        `SHAPES_CLASSIFICATION_NAMES` is present, else 0.0.
+
+    Example:
+        >>> images, presence = make_shapes_presence(8)
+        >>> images.shape, presence.shape
+        ((8, 32, 32, 3), (8, 4))
+    """
+    min_pixels = check_int("min_pixels", min_pixels, minimum=1)
+    images, masks = make_shapes_scenes(num_images, image_size=image_size, seed=seed, split=split,
+                                       min_objects=min_objects, max_objects=max_objects,
+                                       min_scale=min_scale, max_scale=max_scale)
+    counts = np.stack([np.count_nonzero(masks == label, axis=(1, 2))
+                       for label in range(1, len(SHAPES_CLASS_NAMES))], axis=-1)
+    return images, (counts >= min_pixels).astype(np.float32)
+
+
+def load_shapes_presence(split="train", num_images=None, image_size=32, seed=0, **kwargs):
+    """Multi-label presence scenes as an unbatched dataset (see `make_shapes_presence`).
+
+    Args:
+        split: "train", "validation" or "test" (disjoint random streams).
+        num_images: int; None gives 4096 for "train" and 512 otherwise.
+        image_size: int >= 16, side `S` of the square images.
+        seed: int >= 0.
+        **kwargs: `make_shapes_presence`'s scene arguments (`max_objects`, ...).
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `(image float32 [S, S, 3] in [0, 255],
+        presence float32 [4])`.
+    """
+    check_choice("split", split, _SPLIT_STREAMS)
+    num_images = _default_count(num_images, split, _DEFAULT_PRESENCE)
+    images, presence = make_shapes_presence(num_images, image_size, seed=seed, split=split,
+                                            **kwargs)
+    ds = tf.data.Dataset.from_tensor_slices((images, presence))
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)

@@ -413,3 +413,89 @@ __all__ = [
     "check_finetune_blocks",
     "freeze_batch_norm",
 ]
+
+
+# ----------------------------------------------------------------------------
+# Making pretrained weights: a trained backbone saved for `weights=<path>`.
+# ----------------------------------------------------------------------------
+
+
+def save_backbone_weights(model, backbone, path):
+    """Saves the backbone of a classifier as a file that `weights=<path>` loads.
+
+    Writes the weights of the headless `keras.applications` network inside
+    the model (the sub-model `f"{backbone}_features"` of the sub-model
+    "backbone", as `build_transfer_classifier` and `build_backbone` name
+    them): the format `build_backbone(backbone, weights=path)` and
+    `build_transfer_classifier(backbone, ..., weights=path)` read, as they
+    read a headless ImageNet file. The head is not saved: a new task gets a
+    new head.
+
+    Args:
+        model: a model holding a `build_backbone` sub-model named "backbone"
+            (`build_transfer_classifier`, `build_fcn`, `build_unet`).
+        backbone: str, its registered name (`kerasvision.backbones.BACKBONES`).
+        path: str, a file name ending in ".weights.h5".
+
+    Returns:
+        `path`.
+
+    Example:
+        >>> source = build_transfer_classifier("vgg16", 4, (32, 32, 3), weights=None)
+        >>> path = save_backbone_weights(source, "vgg16", "/tmp/source.weights.h5")
+        >>> target = build_transfer_classifier("vgg16", 10, (32, 32, 3), weights=path)
+    """
+    get_backbone_spec(backbone)
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"`path` must end in '.weights.h5'; received path={path!r}.")
+    try:
+        features = model.get_layer("backbone").get_layer(f"{backbone}_features")
+    except ValueError:
+        raise ValueError(
+            f"`model` must hold a sub-model 'backbone' built by build_backbone({backbone!r}, ...) "
+            f"(with its layer '{backbone}_features'); received model {model.name!r}."
+        ) from None
+    # Keras keys a `.weights.h5` file by class name and position, and
+    # `build_backbone` switches BatchNorm to `FusedBatchNormalization`: saved
+    # as they are, those layers would not load into the plain network that
+    # `weights=<path>` builds. A plain copy of the network is saved instead.
+    plain = get_backbone_spec(backbone).constructor(
+        include_top=False, weights=None, input_shape=features.input_shape[1:])
+    sources = [layer for layer in features.layers if layer.weights]
+    targets = [layer for layer in plain.layers if layer.weights]
+    for source, target in zip(sources, targets, strict=True):  # same constructor: same order
+        target.set_weights(source.get_weights())
+    plain.save_weights(path)
+    return path
+
+
+def set_batch_norm_momentum(model, momentum):
+    """Sets the moving-statistics momentum of every BatchNormalization layer of `model`.
+
+    keras.applications builds BatchNorm with momentum 0.99: its moving mean
+    and variance, which inference uses, average over the last ~100 steps.
+    A network trained from random weights for a few hundred steps changes
+    faster than that, so its moving statistics lag its weights and its
+    validation accuracy falls far below its training accuracy; 0.9 (~10
+    steps) keeps up. Call it before `compile` (the momentum is read when the
+    train step is traced).
+
+    Args:
+        model: a `keras.Model` or layer; nested models included.
+        momentum: float in [0, 1).
+
+    Returns:
+        int, the number of layers changed.
+    """
+    check_float("momentum", momentum, minimum=0.0, maximum=0.999)
+    changed = 0
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+            changed += 1
+        else:
+            changed += set_batch_norm_momentum(layer, momentum)
+    return changed
+
+
+__all__ += ["save_backbone_weights", "set_batch_norm_momentum"]
