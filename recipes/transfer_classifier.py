@@ -1,7 +1,9 @@
 """Image classification by transfer learning: feature extraction, then fine-tuning.
 
-Puts a new head (global average pooling, dropout, dense logits) on a VGG16 or
-ResNet50 backbone. Phase 1 trains the head on the frozen backbone (feature
+Puts a new head (global average pooling, dropout, dense logits) on a
+backbone: --backbone auto takes ResNet50 when its ImageNet weights are cached
+or downloadable, else shapes_cnn, a small CNN that learns from random weights
+in a minute. Phase 1 trains the head on the frozen backbone (feature
 extraction); phase 2 unfreezes its last --finetune-blocks stages and trains
 them with the head at a lower learning rate (fine-tuning), BatchNorm frozen.
 
@@ -11,7 +13,7 @@ trains the backbone from random weights on a source task with many free
 labels (which shapes a cluttered scene holds), saves it to
 <output-dir>/source/backbone.weights.h5 and transfers from that file, through
 the same code as --weights PATH, to a target with few labels (--num-train
-one-shape images). It then trains the same target from random weights at the
+one-shape images), then trains the same target from random weights at the
 same budget and prints both accuracies. --source-pretraining off skips this.
 
 Run:
@@ -30,7 +32,6 @@ Rerunning the same command after a crash skips finished phases.
 import os
 import time
 
-from kerasvision.backbones import BACKBONES, resolve_weights
 from kerasvision.export import export_image_model
 from kerasvision.models.classifier import (
     build_transfer_classifier,
@@ -59,8 +60,8 @@ def parse_args(argv):
         batch_size=32,  # measured: random backbones learned sooner than at 64 (more steps)
         learning_rate=1e-3,  # the new head on a frozen backbone
     )
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="resnet50",
-                        help="resnet50: its BatchNorm lets a random backbone train (offline)")
+    parser.add_argument("--backbone", choices=transfer_demo.BACKBONE_CHOICES, default="auto",
+                        help="auto: resnet50 with ImageNet weights, else shapes_cnn (offline)")
     parser.add_argument("--weights", default="auto",
                         help="auto, imagenet, none, or a .h5/.weights.h5 file")
     parser.add_argument("--dropout", type=float, default=0.2, help="before the dense head")
@@ -78,24 +79,24 @@ def parse_args(argv):
         source_learning_rate=1e-3,  # Adam from random weights (measured)
         source_minutes=1.5,  # the source's share of the 5-minute default run
     )
-    # The default run must end within 5 minutes on 2 shared CPU cores: few
-    # target labels (512 images, where transfer matters) and each target
-    # training (with and without transfer) stopped after 1 minute.
+    # The default run ends within 5 minutes on 2 shared CPU cores: few target labels (512,
+    # where transfer matters), each target training (with and without) stopped at 1 minute.
     parser.set_defaults(num_train=512, num_val=512, max_train_minutes=1.0)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    check_finetune_blocks(args.backbone, args.finetune_blocks)
     transfer_demo.check_source_args(args)
+    args.backbone = transfer_demo.choose_backbone(args.backbone, args.weights)
+    check_finetune_blocks(args.backbone, args.finetune_blocks)
     verbose = setup_run(args, f"transfer_{args.backbone}")
 
     # Data: batched (images, labels) pipelines; the embedded one-shape images by default.
     train, validation, class_names = load_classification_data(args, augmenter=build_augmenter(args))
 
     # Weights: ImageNet when cached or downloadable; offline, our own, from the source task.
-    weights = resolve_weights(args.backbone, None if args.weights.lower() == "none" else args.weights)
+    weights = transfer_demo.resolve_target_weights(args)
     source = None
     if transfer_demo.wants_source_pretraining(args, weights):
         weights, source = transfer_demo.pretrain_source_backbone(args, verbose)
@@ -109,8 +110,7 @@ def main(argv=None):
             dropout=args.dropout)
     print(f"{model.name}: {model.count_params():,} parameters, backbone weights: {weights}")
 
-    # Compile and fit: feature extraction (frozen backbone), then fine-tuning of
-    # its last --finetune-blocks stages at a lower rate. Each phase compiles anew.
+    # Compile and fit: feature extraction, then fine-tuning of the last --finetune-blocks stages.
     def compile_model(learning_rate):
         if pretrained:  # pretrained BatchNorm keeps its statistics while fine-tuning
             freeze_batch_norm(model.get_layer("backbone"))

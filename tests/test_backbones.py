@@ -1,3 +1,5 @@
+import warnings
+
 import h5py
 import keras
 import numpy as np
@@ -13,7 +15,9 @@ from kerasvision.backbones import (
     STRIDES,
     _layer_stages,
     build_backbone,
+    build_shapes_cnn,
     get_feature_layer,
+    imagenet_weights_available,
     load_classifier_weights,
     resolve_weights,
     set_trainable_blocks,
@@ -79,7 +83,8 @@ def test_stages_are_the_layers_each_level_depends_on(name):
         }, f"{name}: stage of {key}"
 
 
-@pytest.mark.parametrize("name", _every_backbone(default=("efficientnetb0", "resnet50", "vgg16")))
+@pytest.mark.parametrize("name", _every_backbone(
+    default=("efficientnetb0", "resnet50", "shapes_cnn", "vgg16")))
 def test_backbone_returns_pyramid_and_preprocesses_raw_rgb(name):
     size = _size(name)
     model = build_backbone(name, (size, size, 3), weights=None)
@@ -104,6 +109,8 @@ PREPROCESS_MODULES = {
     "inceptionv3": keras.applications.inception_v3,
     "mobilenetv2": keras.applications.mobilenet_v2,
     "efficientnetb0": keras.applications.efficientnet,
+    # Ours: scaled to [-1, 1], which is MobileNetV2's preprocess_input.
+    "shapes_cnn": keras.applications.mobilenet_v2,
 }
 
 
@@ -472,3 +479,89 @@ def test_mobilenet_v2_takes_the_224_pixel_imagenet_file_at_any_size(monkeypatch,
         model.get_layer("mobilenetv2_features").get_layer("Conv_1").get_weights()[0],
         source.get_layer("Conv_1").get_weights()[0],
     )
+
+
+# --- shapes_cnn: the small backbone that learns from random weights ----------------
+
+SHAPES_CNN_WIDTHS = (32, 64, 128, 256, 256)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_cnn_levels_halve_the_side_at_each_stage(size):
+    model = build_backbone("shapes_cnn", (size, size, 3), weights=None)
+    features = model(np.zeros((2, size, size, 3), "float32"))
+    for n, (key, width) in enumerate(zip(LEVELS, SHAPES_CNN_WIDTHS), start=1):
+        assert tuple(features[key].shape) == (2, size // 2**n, size // 2**n, width), key
+    inner = model.get_layer("shapes_cnn_features")
+    for n in range(1, 6):
+        for name in (f"stage{n}_conv1", f"stage{n}_bn2", f"stage{n}_relu2", f"stage{n}_pool"):
+            inner.get_layer(name)  # raises when missing
+    assert not inner.get_layer("stage3_conv1").use_bias  # BatchNorm's offset replaces it
+
+
+def test_shapes_cnn_parameter_count_follows_from_its_widths():
+    # By hand: two 3x3 convolutions per stage without bias (9 * c_in * c_out
+    # each) and a BatchNorm after each (gamma, beta, moving mean and variance:
+    # 4 per channel, 2 of them not trained).
+    convolutions, batch_norm, c_in = 0, 0, 3
+    for width in SHAPES_CNN_WIDTHS:
+        convolutions += 9 * c_in * width + 9 * width * width
+        batch_norm += 2 * 4 * width
+        c_in = width
+    assert convolutions + batch_norm == 2_356_832
+    application = build_shapes_cnn(include_top=False, input_shape=(32, 32, 3))
+    assert application.count_params() == 2_356_832
+    non_trainable = sum(int(np.prod(w.shape)) for w in application.non_trainable_weights)
+    assert non_trainable == batch_norm // 2
+    with_top = build_shapes_cnn(include_top=True, classes=10)
+    assert with_top.count_params() == 2_356_832 + 256 * 10 + 10
+
+
+def test_shapes_cnn_has_no_imagenet_weights():
+    match = (r"`weights`='imagenet' is not available for backbone='shapes_cnn': it has no "
+             r"ImageNet weights\. Pass weights=None .*; received weights='imagenet'")
+    for call in (lambda: build_backbone("shapes_cnn", (32, 32, 3), weights="imagenet"),
+                 lambda: build_shapes_cnn(include_top=False, weights="imagenet"),
+                 lambda: resolve_weights("shapes_cnn", "imagenet")):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_shapes_cnn_auto_is_random_without_looking_for_files_or_the_network(monkeypatch):
+    monkeypatch.setattr(backbones, "_weights_host_reachable", _no_download)
+    monkeypatch.setattr(backbones, "keras_cache_dir", _no_download)
+    monkeypatch.setattr(backbones.os.path, "exists", _no_download)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "training from random initialisation" warning
+        assert resolve_weights("shapes_cnn", "auto") is None
+        assert imagenet_weights_available("shapes_cnn") is False
+
+
+@pytest.mark.parametrize("include_top, suffix", [(False, ".weights.h5"), (True, ".h5")],
+                         ids=["headless", "classifier"])
+def test_shapes_cnn_weights_file_round_trip(tmp_path, include_top, suffix):
+    # A trained-looking network (BatchNorm statistics not 0/1) saved to a
+    # file; built from it, the backbone's P5 equals the saved network's
+    # output on images scaled to [-1, 1] by hand.
+    rng = np.random.default_rng(3)
+    path = str(tmp_path / f"shapes_cnn{suffix}")
+    source = build_shapes_cnn(include_top=include_top, input_shape=(32, 32, 3))
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+    _rewrite(source, path)
+    model = build_backbone("shapes_cnn", (32, 32, 3), weights=path)
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    headless = keras.Model(source.input, source.get_layer("stage5_pool").output)
+    expected = keras.ops.convert_to_numpy(headless(images / 127.5 - 1.0, training=False))
+    got = keras.ops.convert_to_numpy(model(images, training=False)["P5"])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _rewrite(model, path):
+    if path.endswith(".weights.h5"):
+        model.save_weights(path)
+    else:
+        with h5py.File(path, "w") as handle:
+            legacy_h5_format.save_weights_to_hdf5_group(handle, model)

@@ -26,6 +26,7 @@ from PIL import Image
 from kerasvision import data, losses, metrics
 from kerasvision.tasks.cli import run
 from kerasvision.export import export_image_model, load_export, load_model
+from kerasvision.backbones import build_backbone
 from kerasvision.models import autoencoder, classifier, diffusion, gan
 from kerasvision.models.fcn import build_fcn
 from kerasvision.models.unet import build_unet
@@ -249,7 +250,7 @@ CASES = [
         id="fcn-rank-2-shape"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), backbone="vgg11", weights=None),
-        ValueError, r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'vgg16', 'vgg19'\]; received backbone='vgg11'",
+        ValueError, r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'shapes_cnn', 'vgg16', 'vgg19'\]; received backbone='vgg11'",
         id="fcn-unknown-backbone"),
     pytest.param(
         lambda fx: build_fcn(3, (64, 64, 3), variant="4s", weights=None),
@@ -296,6 +297,12 @@ CASES = [
         ValueError, r"`weights` file does not exist: weights='imagnet'.*'imagenet', 'auto' or None",
         id="fcn-misspelt-weights-name"),
     pytest.param(
+        lambda fx: build_backbone("shapes_cnn", (32, 32, 3), weights="imagenet"),
+        ValueError,
+        r"`weights`='imagenet' is not available for backbone='shapes_cnn': it has no ImageNet "
+        r"weights\. Pass weights=None .* or a path .*; received weights='imagenet'",
+        id="backbone-imagenet-for-shapes-cnn"),
+    pytest.param(
         lambda fx: build_unet(3, (36, 36, 3), depth=3, filters=2),
         ValueError,
         r"`input_shape` height and width must be multiples of the network stride 8; "
@@ -312,7 +319,7 @@ CASES = [
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="mobilenet"),
         ValueError,
-        r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'vgg16', 'vgg19'\]; received backbone='mobilenet'",
+        r"`backbone` must be one of \['efficientnetb0', 'inceptionv3', 'mobilenetv2', 'resnet101', 'resnet152', 'resnet50', 'shapes_cnn', 'vgg16', 'vgg19'\]; received backbone='mobilenet'",
         id="unet-unknown-backbone"),
     pytest.param(
         lambda fx: build_unet(3, (32, 32, 3), backbone="vgg16", decoder_filters=(8, 8)),

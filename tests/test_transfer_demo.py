@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -53,7 +54,8 @@ def test_presence_dataset_is_a_prefix_and_splits_differ():
 
 # resnet50 (slow run): BatchNorm, which `build_backbone` fuses and Keras would
 # otherwise save under the fused class's name, unreadable by the plain network.
-@pytest.mark.parametrize("backbone", ["vgg16", pytest.param("resnet50", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backbone", ["vgg16", "shapes_cnn",
+                                      pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_saved_backbone_loads_through_the_weights_path(backbone, tmp_path):
     source = build_transfer_classifier(backbone, 4, (32, 32, 3), weights=None)
     # Trained-looking BatchNorm state (not the initial 0/1), so that a file
@@ -108,10 +110,14 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(backbones, "_weights_host_reachable", lambda timeout=3.0: False)
 
 
-def test_offline_recipe_pretrains_a_source_and_compares_with_random_weights(offline, tmp_path):
+def test_offline_recipe_pretrains_a_source_and_compares_with_random_weights(offline, tmp_path,
+                                                                            capsys):
+    # The default backbone: offline, --backbone auto takes shapes_cnn.
     output_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "export")
-    summary = _recipe().main(["--smoke", "--backbone", "vgg16", "--output-dir", output_dir,
-                              "--export-dir", export_dir])
+    summary = _recipe().main(["--smoke", "--output-dir", output_dir, "--export-dir", export_dir])
+    out = capsys.readouterr().out
+    assert "backbone: shapes_cnn (--backbone auto: no ImageNet weights of resnet50" in out
+    assert "shapes_cnn_classifier" in out
     source_file = os.path.join(output_dir, "source", "backbone.weights.h5")
     assert os.path.exists(source_file)
     # The transferred run took the two-phase path of a pretrained backbone.
@@ -164,3 +170,50 @@ def test_bad_source_flag_is_a_one_line_error(argv, match, tmp_path, capsys):
     error_lines = [line for line in stderr.splitlines() if "error:" in line]
     assert len(error_lines) == 1, stderr
     assert re.search(match, error_lines[0]), error_lines[0]
+
+
+# --- --backbone auto and the weights of the target ------------------------------------
+
+
+@pytest.mark.parametrize("weights, expected", [
+    ("auto", "shapes_cnn"), ("none", "shapes_cnn"), ("imagenet", "resnet50"),
+    ("/data/mine.weights.h5", "resnet50")])
+def test_backbone_auto_offline(offline, capsys, weights, expected):
+    from kerasvision.tasks.transfer_demo import choose_backbone
+
+    assert _recipe().parse_args([]).backbone == "auto"
+    assert choose_backbone("auto", weights) == expected
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"backbone: {expected} (--backbone auto: ")
+    if weights == "auto":
+        assert "no ImageNet weights of resnet50" in lines[0]
+
+
+def test_backbone_auto_takes_resnet50_when_imagenet_weights_resolve(monkeypatch, tmp_path,
+                                                                    capsys):
+    from kerasvision.tasks.transfer_demo import choose_backbone
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "_weights_host_reachable", lambda timeout=3.0: False)
+    cached = tmp_path / "models" / backbones.BACKBONES["resnet50"].weight_files[1]
+    cached.parent.mkdir()
+    cached.write_bytes(b"")  # a cached file: "auto" resolves to ImageNet without the network
+    assert choose_backbone("auto", "auto") == "resnet50"
+    assert "cached or downloadable" in capsys.readouterr().out
+    # A named backbone is kept, silently.
+    assert choose_backbone("vgg16", "auto") == "vgg16"
+    assert capsys.readouterr().out == ""
+
+
+def test_offline_target_weights_warn_only_without_source_pretraining(offline):
+    # With source pretraining the target trains from the source file: no
+    # "training from random initialisation" warning before it.
+    from kerasvision.tasks.transfer_demo import resolve_target_weights
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for backbone in ("resnet50", "shapes_cnn"):
+            assert resolve_target_weights(_recipe().parse_args(["--backbone", backbone])) is None
+    args = _recipe().parse_args(["--backbone", "resnet50", "--source-pretraining", "off"])
+    with pytest.warns(UserWarning, match="random initialisation"):
+        assert resolve_target_weights(args) is None
