@@ -17,7 +17,6 @@ environment (CPU model and flags, versions) and one row per case.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -162,3 +162,19 @@ def quiet_tensorflow():
     """
     with _quiet_tensorflow_logs():
         yield
+
+
+def run_training_benchmark(run_benchmark, args):
+    """`run_benchmark(args)` with TensorFlow quiet, the global dtype policy float32 afterwards.
+
+    The training benchmarks set the recipes' precision policy globally (models
+    and pipelines are built under it, as in the recipes); a caller, such as a
+    test that calls `main`, gets the default policy back.
+    """
+    import keras
+
+    with quiet_tensorflow():
+        try:
+            return run_benchmark(args)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")

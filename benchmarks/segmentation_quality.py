@@ -509,16 +509,7 @@ def run_benchmark(args):
 
 def main(argv=None):
     """Parses `argv` (None: the command line), runs, prints the table and writes the JSON."""
-    import keras
-
-    args = parse_args(argv)
-    with profiling.quiet_tensorflow():
-        try:
-            return run_benchmark(args)
-        finally:
-            # select_precision set the global policy (the models are built
-            # under it, as in the recipes): callers get the default back.
-            keras.mixed_precision.set_global_policy("float32")
+    return profiling.run_training_benchmark(run_benchmark, parse_args(argv))
 
 
 if __name__ == "__main__":
