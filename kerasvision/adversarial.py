@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerasvision.validation import check_choice, check_int, fill_doc
+from kerasvision.validation import check_choice, check_int, check_pixel_range, fill_doc
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -63,22 +63,6 @@ def check_fraction(name, value, strict=False):
             f"received {name}={value!r}."
         )
     return float(value)
-
-
-def check_pixel_range(pixel_range):
-    """Raise unless `pixel_range` is `(low, high)` with finite low < high; returns floats."""
-    try:
-        low, high = (float(value) for value in pixel_range)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`pixel_range` must be a pair (low, high); received pixel_range={pixel_range!r}."
-        ) from None
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(
-            "`pixel_range` must be finite (low, high) with high > low; received "
-            f"pixel_range={pixel_range!r}."
-        )
-    return low, high
 
 
 def _check_from_logits(from_logits):

@@ -43,6 +43,7 @@ from keras import layers, ops
 from kerasvision.validation import (
     check_float,
     check_int,
+    check_pixel_range,
     check_seed,
     fill_doc,
 )
@@ -495,7 +496,7 @@ def smoothgrad_saliency(model, images, class_index=None, samples=25, noise=0.15,
     samples = check_int("samples", samples, minimum=1)
     noise = check_float("noise", noise, minimum=0.0)
     seed = check_seed(seed)
-    low, high = _check_pixel_range(pixel_range)
+    low, high = check_pixel_range(pixel_range)
     images = _as_images(images, model)
     from_logits = _resolve_from_logits(model, from_logits)
     classes = _predicted_classes(model, images, class_index)
@@ -506,21 +507,6 @@ def smoothgrad_saliency(model, images, class_index=None, samples=25, noise=0.15,
         noisy = images + rng.normal(0.0, sigma, tuple(images.shape)).astype(np.float32)
         total = total + ops.cast(_input_gradients(model, noisy, classes, from_logits), "float32")
     return ops.convert_to_numpy(_saliency_map(total / samples)).astype(np.float32)
-
-
-
-def _check_pixel_range(pixel_range):
-    try:
-        low, high = (float(value) for value in pixel_range)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`pixel_range` must be a pair (low, high); received pixel_range={pixel_range!r}."
-        ) from None
-    if not high > low:
-        raise ValueError(
-            f"`pixel_range` must be (low, high) with high > low; received pixel_range={pixel_range!r}."
-        )
-    return low, high
 
 
 # ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ stack trace from deep inside TensorFlow. `fill_doc` inserts argument docs that
 several classes or builders share into their docstrings.
 """
 
+import math
 import numbers
 
 IGNORE_LABEL = 255
@@ -217,3 +218,19 @@ def fill_doc(**docs):
         return obj
 
     return fill
+
+
+def check_pixel_range(pixel_range):
+    """Raise unless `pixel_range` is `(low, high)` with finite low < high; returns floats."""
+    try:
+        low, high = (float(value) for value in pixel_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`pixel_range` must be a pair (low, high); received pixel_range={pixel_range!r}."
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(
+            "`pixel_range` must be finite (low, high) with high > low; received "
+            f"pixel_range={pixel_range!r}."
+        )
+    return low, high
