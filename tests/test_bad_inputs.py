@@ -405,6 +405,10 @@ CASES = [
         ValueError, r"`label_smoothing` must be in \[0, 1\); received label_smoothing=1\.0",
         id="gan-label-smoothing-one"),
     pytest.param(
+        lambda fx: _gan(fx, gan.WGAN, ema_decay=1.0),
+        ValueError, r"`ema_decay` must be in \[0, 1\) \(0: no averaging\); received ema_decay=1\.0",
+        id="wgan-ema-decay-one"),
+    pytest.param(
         lambda fx: gan.GAN(fx.networks.generator, fx.networks.generator),
         ValueError,
         r"`discriminator` must take the generator's images \(8, 8, 3\); "
@@ -886,6 +890,14 @@ RECIPE_CASES = [
     pytest.param("dcgan", ["--max-train-minutes", "-1"],
                  r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
                  id="dcgan-negative-time-budget"),
+    pytest.param("dcgan", ["--ema-decay", "1.5"],
+                 r"`--ema-decay` must be in \[0, 1\) \(0: no averaging\); "
+                 r"received --ema-decay=1\.5",
+                 id="dcgan-ema-decay-above-one"),
+    pytest.param("wgan", ["--ema-decay", "-0.1"],
+                 r"`--ema-decay` must be in \[0, 1\) \(0: no averaging\); "
+                 r"received --ema-decay=-0\.1",
+                 id="wgan-negative-ema-decay"),
     pytest.param("detect", ["--model", "yolov5"],
                  r"--model must be one of \['rcnn', 'yolov1', 'yolov8'\]; received 'yolov5'",
                  id="detect-unknown-model"),

@@ -14,6 +14,11 @@
 - `WGANGP`: WGAN with gradient penalty (Gulrajani et al. 2017) instead of
   clipping: lambda = 10, Adam(1e-4, 0.5, 0.9).
 
+All three optionally keep an exponential moving average (EMA) of the
+generator's weights (`ema_decay > 0`), which `generate`, `call` and the
+export (`sampling_generator`) use: Yazici et al. 2019, "The Unusual
+Effectiveness of Averaging in GAN Training"; Karras et al. 2018.
+
 The three trainers share one `train_step` (in `GAN`); WGAN and WGAN-GP only
 override its hooks (`discriminator_loss`, `generator_loss`,
 `discriminator_losses`, `after_discriminator_step`, `default_optimizer`).
@@ -34,7 +39,13 @@ from kerasvision.models.autoencoder import (
     check_upsampling_network_args,
 )
 from kerasvision import kernels
-from kerasvision.models.trainer import GenerativeTrainer
+from kerasvision.models.trainer import (
+    GenerativeTrainer,
+    check_ema_decay,
+    clone_for_moving_average,
+    update_moving_average,
+    warmed_up_decay,
+)
 from kerasvision.validation import check_float, check_int
 
 NORMALIZATIONS = ("batch", "layer", None)
@@ -215,6 +226,10 @@ class GAN(GenerativeTrainer):
            generated images: minimise `discriminator_losses(...)["d_loss"]`.
         2. One generator update through the updated discriminator:
            minimise `generator_loss(D(G(z)))`.
+        3. With `ema_decay > 0`, every weight of `ema_generator` moves
+           toward the generator's: `ema <- d_n * ema + (1 - d_n) * w`,
+           `d_n = min(ema_decay, (1 + n) / (10 + n))` after `n` generator
+           updates (the warm-up of `DiffusionModel`).
     With the GAN hooks, d_loss = BCE(D(x), 1 - label_smoothing) + BCE(D(G(z)), 0)
     and g_loss = BCE(D(G(z)), 1): the non-saturating generator loss, whose
     gradient does not vanish while the discriminator rejects the samples.
@@ -232,24 +247,39 @@ class GAN(GenerativeTrainer):
             labels to 1 - label_smoothing (Salimans et al. 2016, section 3.4:
             keeps the discriminator from becoming overconfident).
         seed: int or None, seed of the latent draws.
+        ema_decay: float in [0, 1), decay of the exponential moving average
+            of the generator's weights (Yazici et al. 2019, "The Unusual
+            Effectiveness of Averaging in GAN Training": the averaged
+            generator gives samples of steadier quality than the last
+            iterate; Karras et al. 2018 use 0.999). 0 keeps no average.
+
+    Attributes:
+        ema_generator: with `ema_decay > 0`, a `trainable=False` copy of the
+            generator holding the average (saved and restored with the
+            trainer's weights); None otherwise.
+        sampling_generator: the network `generate`, `call` and exports use:
+            `ema_generator` when there is one, else `generator`.
 
     Compile: `compile(d_optimizer=None, g_optimizer=None, jit_compile=...)`;
     defaults Adam(2e-4, beta_1=0.5) for both (Radford et al. 2016).
 
-    Call: latents `[batch, latent_dim]` -> images `[batch, S, S, 3]` in [-1, 1].
+    Call: latents `[batch, latent_dim]` -> images `[batch, S, S, 3]` in [-1, 1],
+    from `sampling_generator`.
 
     Example:
-        >>> gan = GAN(build_dcgan_generator(64), build_dcgan_discriminator(), seed=0)
+        >>> gan = GAN(build_dcgan_generator(64), build_dcgan_discriminator(), ema_decay=0.999,
+        ...           seed=0)
         >>> gan.compile()
         >>> gan.fit(images_in_minus1_1, epochs=1)   # doctest: +SKIP
-        >>> samples = gan.generate(16)
+        >>> samples = gan.generate(16)               # from the EMA generator
     """
 
     NETWORKS = ("generator", "discriminator")
     OPTIMIZERS = {"d_optimizer": ("discriminator",), "g_optimizer": ("generator",)}
     LOSS_NAMES = ("loss", "d_loss", "g_loss")
 
-    def __init__(self, generator, discriminator, label_smoothing=0.0, seed=None, **kwargs):
+    def __init__(self, generator, discriminator, label_smoothing=0.0, seed=None, ema_decay=0.0,
+                 **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.image_shape, self.latent_dim = _check_networks(generator, discriminator)
         self.generator = generator
@@ -259,6 +289,11 @@ class GAN(GenerativeTrainer):
             raise ValueError(
                 f"`label_smoothing` must be in [0, 1); received label_smoothing={label_smoothing}."
             )
+        self.ema_decay = check_ema_decay(ema_decay)
+        # Without averaging no copy exists: the trainer's weights are exactly
+        # the two networks', as in `.keras` files written without `ema_decay`.
+        self.ema_generator = (clone_for_moving_average(generator) if self.ema_decay > 0.0
+                              else None)
         self.n_critic = 1
 
     # -- compile ---------------------------------------------------------
@@ -310,11 +345,29 @@ class GAN(GenerativeTrainer):
     def expected_image_shape(self):
         return self.image_shape
 
+    @property
+    def sampling_generator(self):
+        """The generator to sample and export: `ema_generator` if kept, else `generator`.
+
+        A `keras.Model` `[batch, latent_dim] -> [batch, S, S, 3]` in [-1, 1].
+        """
+        return self.generator if self.ema_generator is None else self.ema_generator
+
+    def current_ema_decay(self):
+        """The decay of the next EMA update, given the generator updates taken so far.
+
+        Returns:
+            float32 scalar tensor `min(ema_decay, (1 + n) / (10 + n))`, n =
+            `g_optimizer.iterations` (the optimizer must be compiled).
+        """
+        return warmed_up_decay(self.ema_decay, self.g_optimizer.iterations)
+
     def call(self, latents, training=False):
-        return self.generator(latents, training=training)
+        """Images `[batch, S, S, 3]` from latents `[batch, latent_dim]` (`sampling_generator`)."""
+        return self.sampling_generator(latents, training=training)
 
     def generate(self, num_images=None, latents=None):
-        """Images from latents drawn from N(0, I) (or given).
+        """Images of `sampling_generator` from latents drawn from N(0, I) (or given).
 
         Args:
             num_images: int >= 1, number of latent draws (from the trainer's
@@ -325,7 +378,7 @@ class GAN(GenerativeTrainer):
             float32 `[batch, S, S, 3]` in [-1, 1].
         """
         latents = self._latents_for(num_images, latents, self.latent_dim)
-        return self.generator(latents, training=False)
+        return self.sampling_generator(latents, training=False)
 
     def _fake_images(self, batch_size, training):
         latents = self._random_normal((batch_size, self.latent_dim))
@@ -359,6 +412,11 @@ class GAN(GenerativeTrainer):
         grads = self._scaled_gradients(tape, g_loss, g_variables, self.g_optimizer)
         self.g_optimizer.apply(grads, g_variables)
 
+        # 3. The average follows the generator after its update, with the
+        #    warm-up counted in generator updates (WGAN's critic steps excluded).
+        if self.ema_generator is not None:
+            update_moving_average(self.ema_generator, self.generator, self.current_ema_decay())
+
         return self._update_trackers(
             {"loss": d_losses["d_loss"] + g_loss, **d_losses, "g_loss": g_loss}
         )
@@ -376,7 +434,9 @@ class GAN(GenerativeTrainer):
         return {"label_smoothing": self.label_smoothing}
 
     def get_config(self):
-        return {**super().get_config(), **self._hyperparameters()}
+        # `ema_decay` here, not in `_hyperparameters`: WGAN and WGAN-GP
+        # replace those, and all three accept it.
+        return {**super().get_config(), **self._hyperparameters(), "ema_decay": self.ema_decay}
 
 
 @keras.saving.register_keras_serializable(package="kerasvision")
@@ -399,6 +459,7 @@ class WGAN(GAN):
         n_critic: int >= 1, critic updates per generator update (paper: 5).
         clip_value: float > 0, the clipping bound c (paper: 0.01).
         seed: int or None.
+        ema_decay: float in [0, 1), as in `GAN` (0: no average).
 
     Compile defaults: RMSprop(5e-5) for both (the paper: momentum-based
     optimizers made the critic unstable).
@@ -449,6 +510,7 @@ class WGANGP(WGAN):
         n_critic: int >= 1 (paper: 5).
         gp_weight: float > 0, lambda (paper: 10).
         seed: int or None, seed of the latents and interpolation weights.
+        ema_decay: float in [0, 1), as in `GAN` (0: no average).
 
     Compile defaults: Adam(1e-4, beta_1=0.5, beta_2=0.9) for both.
 

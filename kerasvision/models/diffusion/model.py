@@ -35,7 +35,12 @@ from kerasvision.models.diffusion.schedules import (
     q_sample,
     schedule_terms,
 )
-from kerasvision.models.trainer import GenerativeTrainer
+from kerasvision.models.trainer import (
+    GenerativeTrainer,
+    clone_for_moving_average,
+    update_moving_average,
+    warmed_up_decay,
+)
 from kerasvision.validation import check_choice, check_float, check_int
 
 # Two-level sub-seeds of the sampler's random stream: the initial noise and
@@ -197,11 +202,8 @@ class DiffusionModel(GenerativeTrainer):
         self.image_shape = tuple(network.inputs[0].shape[1:])
 
         self.network = network
-        self.ema_network = keras.models.clone_model(network)
-        self.ema_network.name = f"ema_{network.name}"
-        self.ema_network.set_weights(network.get_weights())
         # Not trainable: the optimizer must neither update nor count it.
-        self.ema_network.trainable = False
+        self.ema_network = clone_for_moving_average(network)
 
     def expected_image_shape(self):
         return self.image_shape
@@ -244,32 +246,10 @@ class DiffusionModel(GenerativeTrainer):
         """The decay of the next EMA update, given the optimizer steps taken so far."""
         if not self.ema_warmup:
             return tf.constant(self.ema_decay, tf.float32)
-        steps = tf.cast(self.optimizer.iterations, tf.float32)
-        return tf.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
+        return warmed_up_decay(self.ema_decay, self.optimizer.iterations)
 
     def _update_ema(self):
-        decay = self.current_ema_decay()
-        pairs = [
-            (ema.value, weight.value)
-            for ema, weight in zip(self.ema_network.weights, self.network.weights)
-        ]
-
-        def update(strategy, pairs):
-            for ema, weight in pairs:
-                # Under MirroredStrategy the EMA variables are mirrored: they
-                # are assigned on every device from the cross-replica context
-                # (a replica-context assign of an aggregation-"none" variable
-                # is an error). Without a strategy this is a plain assign.
-                strategy.extended.update(
-                    ema, lambda e, w: e.assign(decay * e + (1.0 - decay) * w), args=(weight,),
-                    group=False,
-                )
-
-        context = tf.distribute.get_replica_context()
-        if context is None:  # already in the cross-replica context
-            update(tf.distribute.get_strategy(), pairs)
-        else:
-            context.merge_call(update, args=(pairs,))
+        update_moving_average(self.ema_network, self.network, self.current_ema_decay())
 
     # -- inference ----------------------------------------------------------
 
