@@ -19,7 +19,7 @@ ImageNet file is needed, so every row starts alike):
 Each uses its recipe's loss (cross-entropy + soft Dice), data (the embedded
 shapes scenes at 64x64: 2048 training scenes with flips and small zooms, 512
 validation scenes scored after every epoch as the recipe does; no download),
-epoch cap (fcn 30, segnet 15, the others 10) and schedule
+epoch cap (deeplabv3plus 100, fcn 30, segnet 15, the U-Nets 10) and schedule
 (`WarmupCosineToBudget`: warm-up, hold, then a cosine decay to zero over the
 last 35% of the epochs or of the budget, whichever ends first), in the
 recipe's precision (`--precision auto`: mixed_bfloat16 where the CPU has
@@ -103,7 +103,7 @@ RECIPES = {
         "builder": "deeplabv3plus",
         "options": {"backbone": None, "output_stride": 8, "atrous_rates": (2, 4, 6),
                     "aspp_filters": 128, "decoder_filters": 128},
-        "image_size": 64, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10, "xla": True,
+        "image_size": 64, "batch_size": 16, "learning_rate": 2e-3, "epochs": 100, "xla": True,
     },
     # The argmax pooling has no XLA kernel: the recipe keeps XLA off.
     "segnet": {

@@ -58,7 +58,11 @@ def _positive_integers(text):
 
 
 def parse_args(argv):
-    parser = recipe_parser(__doc__, image_size=64, batch_size=16, learning_rate=2e-3)
+    parser = recipe_parser(
+        __doc__, image_size=64, batch_size=16, learning_rate=2e-3,
+        epochs=100,  # the time budget below ends training first; the rate decays to it
+        max_train_minutes=12.0,  # the no-argument run ends within 15 minutes on 2 cores
+    )
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
                         help="pretrained encoder at output stride 16 (default: the small "
                         "scratch encoder)")
