@@ -310,6 +310,14 @@ def _pair(name, value):
     return (value, value)
 
 
+def _describe(x):
+    """`x` for an error message: type and shape of a tensor, else its (short) repr."""
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"{type(x).__name__} of shape {tuple(shape)}"
+    return f"{type(x).__name__} {x!r:.80}"
+
+
 def _check_rank4(name, shape):
     if len(shape) != 4:
         raise ValueError(
@@ -440,16 +448,28 @@ class MaxUnpooling2D(layers.Layer):
 
     def _check_inputs(self, inputs):
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+            # Shapes, not values: a tensor's repr would print its numbers.
+            received = (
+                [_describe(item) for item in inputs] if isinstance(inputs, (tuple, list))
+                else _describe(inputs)
+            )
             raise ValueError(
-                "`inputs` of MaxUnpooling2D must be a pair [values, argmax]; "
-                f"received {type(inputs).__name__} {inputs!r:.200}."
+                "`inputs` of MaxUnpooling2D must be a pair [values, argmax] (argmax: the "
+                "indices MaxPoolingWithArgmax2D returned with the pooled values); "
+                f"received {received}."
             )
         values, argmax = inputs
         _check_rank4("values", values.shape)
-        if tuple(values.shape) != tuple(argmax.shape) and None not in tuple(values.shape) + tuple(argmax.shape):
+        values_shape, argmax_shape = tuple(values.shape), tuple(argmax.shape)
+        # Axis by axis, so a batch of unknown size (None) still has its height,
+        # width and channels compared when the layer is built.
+        if len(values_shape) != len(argmax_shape) or any(
+            got is not None and want is not None and got != want
+            for got, want in zip(argmax_shape, values_shape)
+        ):
             raise ValueError(
                 "`values` and `argmax` must have the same shape; received values shape "
-                f"{tuple(values.shape)} and argmax shape {tuple(argmax.shape)}."
+                f"{values_shape} and argmax shape {argmax_shape}."
             )
         if "int" not in str(argmax.dtype):
             raise ValueError(
@@ -468,10 +488,25 @@ class MaxUnpooling2D(layers.Layer):
             dynamic[axis] * factors[axis] if size is None else tf.constant(size, tf.int64)
             for axis, size in enumerate(self.compute_output_shape(values.shape))
         ])
+        indices = tf.reshape(tf.cast(argmax, tf.int64), [-1, 1])
+        size = tf.reduce_prod(shape)
+        # Indices taken from a larger tensor than this output (another pooling,
+        # or `output_shape` smaller than the pooled input) fail inside scatter_nd
+        # with a message naming neither `argmax` nor the expected size.
+        check = tf.debugging.Assert(
+            tf.reduce_all((indices >= 0) & (indices < size)),
+            [("`argmax` must hold flat indices in [0, batch * height * width * channels) of "
+              "the unpooled output, as MaxPoolingWithArgmax2D returns for the tensor it "
+              "pooled; unpooled output shape"),
+             shape, "received argmax from", tf.reduce_min(indices), "to", tf.reduce_max(indices)],
+            summarize=4,
+        )
+        with tf.control_dependencies([check]):
+            indices = tf.identity(indices)
         flat = tf.scatter_nd(
-            tf.reshape(tf.cast(argmax, tf.int64), [-1, 1]),
+            indices,
             tf.reshape(values, [-1]),
-            tf.reshape(tf.reduce_prod(shape), [1]),
+            tf.reshape(size, [1]),
         )
         return tf.reshape(flat, shape)
 

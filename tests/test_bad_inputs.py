@@ -28,8 +28,12 @@ from kerasvision.tasks.cli import run
 from kerasvision.export import export_image_model, load_export, load_model
 from kerasvision.backbones import build_backbone
 from kerasvision.models import autoencoder, classifier, diffusion, gan
+from kerasvision.layers import MaxUnpooling2D
+from kerasvision.models.deeplab import build_deeplabv3plus
 from kerasvision.models.fcn import build_fcn
+from kerasvision.models.mask_rcnn import build_mask_rcnn
 from kerasvision.models.unet import build_unet
+from kerasvision.tasks.verification import make_identity_pipeline
 
 # ---------------------------------------------------------------------------
 # Shared inputs, built once per module and only when a case asks for them.
@@ -190,6 +194,21 @@ def detection_files(tmp_path_factory):
             "annotations": [{"id": 1, "image_id": 2, "category_id": 7, "bbox": [1, 1, 5, 5]}]}
     (root / "orphan.json").write_text(json.dumps(coco))
     return {"images_dir": str(root / "images"), "orphan": str(root / "orphan.json")}
+
+
+@pytest.fixture(scope="module")
+def tiny_mask_rcnn():
+    """A Mask R-CNN on 16x16 images with 2-wide networks: the smallest the builder accepts."""
+    return build_mask_rcnn(2, (16, 16, 3), scratch_filters=(2, 2, 2), rpn_filters=2,
+                           fc_units=2, mask_filters=2, mask_convs=1)
+
+
+def _instance_batch(num_boxes, num_masks):
+    """One 16x16 image with `num_boxes` box rows and `num_masks` instance masks."""
+    return {"images": np.zeros((1, 16, 16, 3), np.float32),
+            "bounding_boxes": {"boxes": np.zeros((1, num_boxes, 4), np.float32),
+                               "labels": np.zeros((1, num_boxes), np.int32)},
+            "masks": np.zeros((1, num_masks, 16, 16), np.float32)}
 
 
 def _detection_dataset(boxes, labels):
@@ -760,6 +779,57 @@ CASES = [
         r"`path` must hold a model without `Lambda` layers; "
         r"received path='.*lambda\.keras', which holds \['double'\]",
         id="load-model-lambda-layer"),
+    # --- Segmentation: ASPP rates, encoder strides, unpooling, instance masks ---
+    pytest.param(
+        lambda fx: build_deeplabv3plus(3, (32, 32, 3), backbone=None, atrous_rates=()),
+        ValueError,
+        r"`atrous_rates` must be a non-empty tuple of distinct integers >= 1; "
+        r"received atrous_rates=\(\)",
+        id="deeplab-no-atrous-rates"),
+    pytest.param(
+        lambda fx: build_deeplabv3plus(3, (32, 32, 3), backbone=None, atrous_rates=(2, 0)),
+        ValueError, r"`atrous_rates` must be >= 1; received atrous_rates=0",
+        id="deeplab-zero-atrous-rate"),
+    pytest.param(
+        lambda fx: build_deeplabv3plus(3, (32, 32, 3), backbone=None, atrous_rates=(-6,)),
+        ValueError, r"`atrous_rates` must be >= 1; received atrous_rates=-6",
+        id="deeplab-negative-atrous-rate"),
+    # A registered backbone only offers stride 16 (its layers cannot be
+    # re-dilated), so asking it for DeepLab's stride-8 encoder must say so.
+    pytest.param(
+        lambda fx: build_deeplabv3plus(3, (32, 32, 3), backbone="vgg16", weights=None,
+                                       output_stride=8),
+        ValueError,
+        r"`output_stride` must be 16 with a registered backbone .*; "
+        r"received output_stride=8 with backbone='vgg16'",
+        id="deeplab-backbone-without-stride-8"),
+    pytest.param(
+        lambda fx: MaxUnpooling2D()(_rgb(1, 4, 4, 2)),
+        ValueError,
+        r"`inputs` of MaxUnpooling2D must be a pair \[values, argmax\] .*; "
+        r"received EagerTensor of shape \(1, 4, 4, 2\)",
+        id="unpool-without-argmax"),
+    # Symbolic inputs (batch size None): the check must still compare the
+    # other axes when the model is built, not wait for scatter_nd to fail.
+    pytest.param(
+        lambda fx: MaxUnpooling2D()([keras.Input((4, 4, 2)), keras.Input((2, 2, 2), dtype="int64")]),
+        ValueError,
+        r"`values` and `argmax` must have the same shape; received values shape "
+        r"\(None, 4, 4, 2\) and argmax shape \(None, 2, 2, 2\)",
+        id="unpool-argmax-shape-mismatch"),
+    # Indices of the right shape but from a larger pooled tensor.
+    pytest.param(
+        lambda fx: MaxUnpooling2D()([_rgb(1, 4, 4, 2), np.full((1, 4, 4, 2), 1000, np.int64)]),
+        InvalidArgument,
+        r"(?s)`argmax` must hold flat indices in \[0, batch \* height \* width \* channels\) .*"
+        r"unpooled output shape.*1, 8, 8, 2.*received argmax from.*1000",
+        id="unpool-argmax-out-of-range"),
+    pytest.param(
+        lambda fx: fx.tiny_mask_rcnn.compute_losses(_instance_batch(num_boxes=2, num_masks=3)),
+        ValueError,
+        r"`masks` must have shape \[batch, K, height, width\]: one instance mask per box row "
+        r"\(K = 2, .*received masks of shape \(1, 3, 16, 16\) for boxes of shape \(1, 2, 4\)",
+        id="mask-rcnn-masks-vs-box-count"),
     # --- Detection: boxes, classes, formats, models, annotation files ---
     pytest.param(
         lambda fx: data.validate_detection_dataset(_detection_dataset([[20, 5, 10, 9]], [0]), 4),
@@ -825,6 +895,14 @@ CASES = [
             fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), layer="nope"),
         ValueError, r"`layer` 'nope' is not in model", id="grad-cam-unknown-layer"),
     pytest.param(
+        lambda fx: __import__("kerasvision.explain", fromlist=["x"]).grad_cam(
+            fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"),
+            layer=fx.tiny_classifier.layers[-1]),
+        ValueError,
+        r"`layer` '\w+' is not convolutional: Grad-CAM needs a layer whose output is a feature "
+        r"map \[batch, height, width, channels\].*received a layer with output shape \(None, 4\)",
+        id="grad-cam-dense-layer"),
+    pytest.param(
         lambda fx: __import__("kerasvision.adversarial", fromlist=["x"]).fgsm(
             fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), np.zeros(1, "int32"), -0.1),
         ValueError, r"`epsilon` must be a number in \[0, 1\].*epsilon=-0.1",
@@ -834,12 +912,24 @@ CASES = [
             fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), np.zeros(1, "int32"), 0.03,
             steps=0),
         ValueError, r"`steps` must be >= 1; received steps=0", id="pgd-zero-steps"),
+    pytest.param(
+        lambda fx: __import__("kerasvision.adversarial", fromlist=["x"]).pgd(
+            fx.tiny_classifier, np.zeros((1, 32, 32, 3), "float32"), np.zeros(1, "int32"), -0.1),
+        ValueError, r"`epsilon` must be a number in \[0, 1\].*epsilon=-0.1",
+        id="pgd-negative-epsilon"),
     # --- Verification (metric learning) ---
     pytest.param(
         lambda fx: losses.TripletSemiHardLoss()(np.zeros(4), np.eye(4, dtype="float32")),
         ValueError, r"`y_true` must hold at least two identities per batch.*received a batch of 4 "
                     r"with identities \[0\]",
         id="triplet-single-identity-batch"),
+    pytest.param(
+        lambda fx: make_identity_pipeline(np.zeros((4, 8, 8, 3), np.uint8), [0, 0, 0, 0],
+                                          batch_size=4, images_per_identity=2),
+        ValueError,
+        r"`batch_size` // images_per_identity = 2 identities per batch, but only 1 identities "
+        r"have two images or more; received batch_size=4, images_per_identity=2",
+        id="identity-pipeline-one-identity"),
     pytest.param(
         lambda fx: losses.ContrastiveLoss(margin=0),
         ValueError, r"`margin` must be > 0.0; received margin=0", id="contrastive-zero-margin"),
@@ -903,6 +993,12 @@ RECIPE_CASES = [
                  id="detect-unknown-model"),
     pytest.param("cnn_classifier", ["--batch-size", "many"],
                  r"--batch-size must be an integer; received 'many'", id="cnn-batch-size-not-int"),
+    pytest.param("deeplabv3plus", ["--atrous-rates", "6,0"],
+                 r"--atrous-rates: must be comma-separated integers >= 1 .*; received '6,0'",
+                 id="deeplab-zero-atrous-rate"),
+    pytest.param("deeplabv3plus", ["--atrous-rates", ""],
+                 r"--atrous-rates: must be comma-separated integers >= 1 .*; received ''",
+                 id="deeplab-empty-atrous-rates"),
     pytest.param("classic_cnns", ["--model", "resnet19"],
                  r"--model must be one of \[.*\]; received 'resnet19'", id="classic-unknown-model"),
     pytest.param("adversarial", ["--pgd-steps", "0"],
