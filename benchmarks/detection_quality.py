@@ -1,7 +1,8 @@
 """Detection quality of every detector at one training budget: COCO mAP, speed and size.
 
 Trains each detector of `kerasvision.models.detectors.DETECTORS` (yolov8,
-keras-cv's anchor-free detector; yolov1 on its from-scratch encoder) the way
+keras-cv's anchor-free detector; yolov1 on its from-scratch encoder; rcnn,
+the two-stage R-CNN of Girshick et al. 2014 on its from-scratch CNN) the way
 `recipes/detect.py` does: the embedded shapes scenes (128x128, one to four
 shapes, 4 classes; no download), the box-aware augmentation, Adam at a peak
 learning rate of 2e-3 with the recipe's `WarmupCosineToBudget` schedule
@@ -11,6 +12,12 @@ the start of `fit`, tracing included, as the recipe counts it), in the
 recipe's precision (`--precision auto`: mixed_bfloat16 where the CPU has
 native bfloat16, else float32; the row records which).
 
+rcnn trains on proposal crops, not scenes, as the recipe trains it: before
+`fit`, selective search runs over every (augmented) training scene and 16
+crops are sampled from each; its steps see 64 crops (`crops_per_step`)
+whatever `--batch-size` says. Its budget's clock starts before selective
+search, which the recipe's budget counts too (`training_data_minutes`).
+
 Each model is then scored on held-out scenes (the "test" stream, which no
 run selects on) with `coco_evaluate`: mAP@0.5 and mAP@.5:.95. Inference is
 timed on `detect` (network, decoding and per-class NMS) inside one
@@ -18,12 +25,29 @@ timed on `detect` (network, decoding and per-class NMS) inside one
 first call of each batch size (tracing) is reported apart, then `--warmup`
 untimed calls and the median of the timed ones (`benchmarks/timing.py`).
 
-A model whose dependencies are missing (yolov8 needs keras-cv) is skipped
-with a printed note; a model that fails gets a row with its error.
+rcnn cannot be timed that way: its proposals come from OpenCV, outside any
+graph, and it handles a batch one image at a time. Its row instead holds
+R-CNN's two bottlenecks, measured by `rcnn_detect(..., timings=)` over every
+held-out scene at batch 1, each scene's selective search computed afresh:
+- `proposal_recall_50`: the share of held-out ground-truth boxes that some
+  selective-search proposal overlaps with IoU >= 0.5 (`proposal_recall`),
+  the recall no classifier on these proposals can exceed;
+- `proposal_seconds_per_image`: selective search alone, mean per scene;
+- `classification_seconds_per_image`: given the proposals, warping each
+  to the CNN's crop size, the CNN, box decoding and per-class NMS, mean per
+  scene (it grows with `proposals_per_image`, also recorded);
+- `batch1_img_s`: scenes per second of the whole `rcnn_detect` (both
+  stages), from the median scene; the batch-N and first-call columns stay
+  blank and `inference_note` says why.
+
+A model whose dependencies are missing (yolov8 needs keras-cv, rcnn OpenCV's
+contrib modules: `pip install kerasvision[rcnn]`) is skipped with a printed
+note; a model that fails gets a row with its error.
 
 Run (times for 2 quiet cores):
-    python benchmarks/detection_quality.py                    # 5 min per model, ~12 min
+    python benchmarks/detection_quality.py                    # 5 min per model, ~19 min
     python benchmarks/detection_quality.py --budget-minutes 12 --models yolov8
+    python benchmarks/detection_quality.py --models rcnn      # ~7 min: 2 passes over the held-out scenes
     python benchmarks/detection_quality.py --smoke            # 64 px, 2 steps, seconds (tests)
 
 Writes --output (default benchmarks/results/detection_quality.json): the
@@ -43,8 +67,11 @@ from benchmarks import profiling, reporting, timing  # noqa: E402
 import numpy as np  # noqa: E402
 
 # The recipe's order: its default detector first.
-DEFAULT_MODELS = ("yolov8", "yolov1")
+DEFAULT_MODELS = ("yolov8", "yolov1", "rcnn")
 NUM_CLASSES = 4  # the shapes scenes' classes (SHAPES_CLASSIFICATION_NAMES)
+# rcnn trains on proposal crops, not scenes: the recipe's 64 per step (16 from each
+# of 4 scenes, make_rcnn_training_data's defaults), whatever --batch-size says.
+RCNN_CROPS_PER_STEP = 64
 
 # --smoke's defaults; flags given explicitly still win. Two optimizer steps on
 # 8 scenes of 64 px exercise the whole path (schedule, budget, evaluation,
@@ -68,7 +95,8 @@ def parse_args(argv):
                         help="training wall-clock per model, tracing included (default 5)")
     parser.add_argument("--image-size", type=int, default=128,
                         help="square side, a multiple of 32 (default 128, the recipe's)")
-    parser.add_argument("--batch-size", type=int, default=16, help="training batch (the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="training batch (the recipe's; rcnn steps on 64 proposal crops)")
     parser.add_argument("--train-images", type=int, default=2048,
                         help="training scenes (default 2048, the recipe's)")
     parser.add_argument("--eval-images", type=int, default=256, help="held-out scenes scored")
@@ -146,29 +174,38 @@ def train_for_budget(model, train, args):
     The callbacks are the recipe's training ones without its checkpoints and
     per-epoch validation: a benchmark row keeps the last weights, and its
     evaluation (on scenes no run selects on) is outside the budget.
-    """
-    import tensorflow as tf
 
-    from kerasvision.models.detectors import detector_targets
+    rcnn's inputs are proposal crops, made eagerly before `fit` by selective
+    search over every training scene (one augmented pass, the recipe's
+    sampling); the budget's clock starts before them, as in the recipe.
+    """
+    from kerasvision.models.detectors import detector_training_data, is_rcnn
     from kerasvision.training import KeyPipelinesByEpoch, TimeBudget, WarmupCosineToBudget
 
-    steps_per_epoch = int(train.cardinality())
+    started = time.time()
+    deadline = started + 60 * args.budget_minutes
+    rcnn = is_rcnn(model)
+    rcnn_settings = {"batch_size": RCNN_CROPS_PER_STEP, "seed": args.seed}
+    data = detector_training_data(model, train, training=True,
+                                  **(rcnn_settings if rcnn else {}))
+    data_minutes = (time.time() - started) / 60
+    steps_per_epoch = int(data.cardinality())
     epochs = args.epochs
     if args.max_steps is not None:
         steps_per_epoch, epochs = min(args.max_steps, steps_per_epoch), 1
-    started = time.time()
-    deadline = started + 60 * args.budget_minutes
     schedule = WarmupCosineToBudget(args.learning_rate, epochs * steps_per_epoch, deadline)
     budget = TimeBudget(deadline)
-    data = train.map(detector_targets(model), num_parallel_calls=tf.data.AUTOTUNE)
     # KeyPipelinesByEpoch: without it every epoch would repeat epoch 0's
     # shuffle order and augmentation draws (the pipeline keys them by epoch).
     model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=0,
               callbacks=[KeyPipelinesByEpoch(), schedule, budget])
-    return {"train_minutes": (time.time() - started) / 60,
-            "steps": int(model.optimizer.iterations),
-            "budget_expired": bool(budget.expired),
-            "final_learning_rate": float(model.optimizer.learning_rate)}
+    facts = {"train_minutes": (time.time() - started) / 60,
+             "steps": int(model.optimizer.iterations),
+             "budget_expired": bool(budget.expired),
+             "final_learning_rate": float(model.optimizer.learning_rate)}
+    if rcnn:
+        facts.update(training_data_minutes=data_minutes, crops_per_step=RCNN_CROPS_PER_STEP)
+    return facts
 
 
 def score(model, held_out, args):
@@ -217,12 +254,72 @@ def time_inference(model, held_out, args):
     return facts
 
 
+def time_rcnn(model, held_out, args):
+    """R-CNN's two stages and its proposal recall, per held-out scene at batch 1.
+
+    `rcnn_detect` handles a batch one image at a time, so batch 1 is its
+    natural unit. Each scene gets a fresh proposal cache: the cache misses,
+    so the proposal time is selective search itself (plus hashing the scene,
+    microseconds), and afterwards the cache holds the proposals that the
+    recall is measured on.
+    """
+    from kerasvision.models.rcnn import proposal_recall, rcnn_detect
+
+    proposals, truth, labels, scene_seconds = [], [], [], []
+    spent = {}
+    for batch in held_out:
+        images = batch["images"].numpy()
+        for index in range(len(images)):
+            cache, before = {}, dict(spent)
+            rcnn_detect(model, images[index:index + 1], args.score_threshold,
+                        args.iou_threshold, args.max_detections, proposal_cache=cache,
+                        timings=spent)
+            (found,) = cache.values()  # a fresh cache per scene: its one search
+            proposals.append(found)
+            scene_seconds.append(sum(spent[key] - before.get(key, 0.0)
+                                     for key in ("proposal_seconds", "classification_seconds")))
+        truth.extend(batch["bounding_boxes"]["boxes"].numpy())
+        labels.extend(batch["bounding_boxes"]["labels"].numpy())
+    recall, _, boxes = proposal_recall(proposals, truth, labels, iou_threshold=0.5)
+    images = spent["images"]
+    median = float(np.median(scene_seconds))
+    return {"proposal_recall_50": recall, "held_out_boxes": boxes,
+            "proposals_per_image": spent["proposals"] / images,
+            "proposal_seconds_per_image": spent["proposal_seconds"] / images,
+            "classification_seconds_per_image": spent["classification_seconds"] / images,
+            "batch1_median_ms": 1e3 * median, "batch1_img_s": 1.0 / median,
+            "inference_note": "rcnn_detect per scene, eager (selective search runs in OpenCV, "
+                              "outside any graph); no batch-N or first-call timing: it loops "
+                              "over a batch's scenes one at a time"}
+
+
+def missing_dependency(name):
+    """The skip note of a model whose optional dependency is missing, else None.
+
+    rcnn builds without OpenCV and would fail only at its first selective
+    search, inside training: checked up front so that it is skipped, not failed.
+    """
+    if name != "rcnn":
+        return None
+    try:
+        import cv2
+
+        cv2.ximgproc.segmentation
+    except (ImportError, AttributeError) as error:
+        return (f"rcnn: skipped, a dependency is missing: selective search needs OpenCV's "
+                f"contrib modules, `pip install kerasvision[rcnn]` ({error}).")
+    return None
+
+
 def run_model(name, args):
     """Builds, trains, scores and times one detector; returns `(row, None)` or `(None, note)`."""
     import keras
 
-    from kerasvision.models.detectors import build_detector, compile_detector
+    from kerasvision.models.detectors import build_detector, compile_detector, is_rcnn
 
+    note = missing_dependency(name)
+    if note:
+        return None, note
     keras.backend.clear_session()
     # clear_session also resets the global dtype policy to float32.
     keras.mixed_precision.set_global_policy(args.precision)
@@ -244,7 +341,10 @@ def run_model(name, args):
         row["parameters"] = int(model.count_params())
         row.update(train_for_budget(model, train, args))
         row.update(score(model, held_out, args))
-        row.update(time_inference(model, held_out, args))
+        if is_rcnn(model):
+            row.update(time_rcnn(model, held_out, args))
+        else:
+            row.update(time_inference(model, held_out, args))
     except Exception as error:  # one failing model must not end the run
         row["error"] = reporting.describe_error(error)
         # TensorFlow's first line ("in user code:") hides the cause: keep its tail too.
@@ -262,6 +362,9 @@ COLUMNS = [
     ("batch1_img_s", "b1 img/s", ".1f"),
     ("batchN_img_s", "bN img/s", ".1f"),
     ("parameters", "params", ",d"),
+    ("proposal_recall_50", "prop recall@.5", ".3f"),
+    ("proposal_seconds_per_image", "prop s/img", ".4f"),
+    ("classification_seconds_per_image", "cls s/img", ".4f"),
 ]
 
 
@@ -282,16 +385,24 @@ def run_benchmark(args):
             print(f"  note: {note}", flush=True)
             continue
         rows.append(row)
-        if "error" not in row:
-            print(f"  {name}: mAP@0.5 {row['map_50']:.3f}, mAP@.5:.95 {row['map']:.3f} after "
-                  f"{row['steps']} steps in {row['train_minutes']:.1f} min; "
-                  f"{row['batch1_img_s']:.1f} img/s at batch 1, {row['batchN_img_s']:.1f} at "
-                  f"batch {args.throughput_batch}", flush=True)
+        if "error" in row:
+            continue
+        print(f"  {name}: mAP@0.5 {row['map_50']:.3f}, mAP@.5:.95 {row['map']:.3f} after "
+              f"{row['steps']} steps in {row['train_minutes']:.1f} min; "
+              f"{row['batch1_img_s']:.1f} img/s at batch 1", end="", flush=True)
+        if "batchN_img_s" in row:
+            print(f", {row['batchN_img_s']:.1f} at batch {args.throughput_batch}", flush=True)
+        else:
+            print(f"; proposal recall@0.5 {row['proposal_recall_50']:.3f}, "
+                  f"{row['proposal_seconds_per_image']:.4f} s/scene for proposals and "
+                  f"{row['classification_seconds_per_image']:.4f} for classification "
+                  f"({row['proposals_per_image']:.0f} proposals/scene)", flush=True)
     print()
     print(f"{args.image_size}x{args.image_size} shapes scenes, {args.train_images} training and "
           f"{args.eval_images} held-out, batch {args.batch_size}, budget "
           f"{args.budget_minutes:g} min per model; bN = batch {args.throughput_batch}; "
-          f"inference = detect (NMS included) in a tf.function, median after warm-up")
+          f"inference = detect (NMS included) in a tf.function, median after warm-up; "
+          f"rcnn: rcnn_detect per scene, eager, and its two stages' mean seconds per scene")
     print(reporting.format_table(rows, COLUMNS))
     for row in rows:
         if "error" in row:

@@ -442,6 +442,57 @@ def test_detection_quality_smoke_trains_scores_and_times_every_detector(tmp_path
     assert result["config"]["throughput_batch"] == 2
 
 
+def _has_selective_search():
+    try:
+        import cv2
+
+        cv2.ximgproc.segmentation
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def test_detection_quality_smoke_reports_rcnns_proposal_recall_and_stage_times(tmp_path, capsys):
+    from benchmarks import detection_quality
+
+    if not _has_selective_search():  # the skip is tested below, with OpenCV hidden
+        pytest.skip("OpenCV's contrib modules are missing: pip install kerasvision[rcnn]")
+    output = tmp_path / "detection.json"
+    detection_quality.main(["--smoke", "--models", "rcnn", "--output", str(output)])
+    printed = capsys.readouterr().out
+    result = load_json(output)
+    (row,) = result["rows"]
+    assert row["model"] == "rcnn" and "error" not in row, row.get("error_detail")
+    for key in ("map_50", "map", "proposal_recall_50"):
+        assert math.isfinite(row[key]) and 0.0 <= row[key] <= 1.0, (key, row[key])
+    assert_positive_finite(row, (
+        "proposal_seconds_per_image", "classification_seconds_per_image", "proposals_per_image",
+        "batch1_img_s", "train_minutes", "training_data_minutes", "parameters", "held_out_boxes"))
+    # The stage times are means over the held-out scenes, batch 1's the median scene.
+    assert row["batch1_median_ms"] > 0 and row["eval_images"] == 4
+    # rcnn_detect loops over a batch's scenes: no batch-N timing to report.
+    assert "batchN_img_s" not in row and "batch1_first_call_s" not in row
+    assert "rcnn_detect" in row["inference_note"]
+    # 8 scenes x 16 crops = two steps of 64 crops: the step cap and the data agree.
+    assert row["steps"] == 2 and row["crops_per_step"] == 64 and not row["budget_expired"]
+    table_row = next(line for line in printed.splitlines() if line.startswith("| rcnn"))
+    assert f"{row['proposal_recall_50']:.3f}" in table_row
+    assert f"{row['proposal_seconds_per_image']:.4f}" in table_row
+
+
+def test_detection_quality_skips_rcnn_with_the_extra_to_install_when_opencv_is_missing(
+        tmp_path, monkeypatch):
+    from benchmarks import detection_quality
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
+    output = tmp_path / "detection.json"
+    detection_quality.main(["--smoke", "--models", "rcnn", "--output", str(output)])
+    result = load_json(output)
+    assert result["rows"] == []
+    (note,) = result["notes"]
+    assert note.startswith("rcnn: skipped") and "pip install kerasvision[rcnn]" in note
+
+
 def test_detection_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run_alone():
     from benchmarks import detection_quality
 
@@ -450,7 +501,7 @@ def test_detection_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run_
         ["yolov1"], 96, 2, 8)
     full = detection_quality.parse_args([])
     assert (full.models, full.budget_minutes, full.image_size, full.batch_size) == (
-        ["yolov8", "yolov1"], 5.0, 128, 16)
+        ["yolov8", "yolov1", "rcnn"], 5.0, 128, 16)
     assert (full.throughput_batch, full.max_steps, full.learning_rate, full.augment) == (
         32, None, 2e-3, True)
     with pytest.raises(SystemExit):
@@ -520,7 +571,9 @@ SMOKE_TESTS = {
     "amx_convolution_grid": ["test_amx_convolution_grid_smoke"],
     "classic_cnns": ["test_classic_cnns_benchmark_smoke"],
     "data_preview": ["test_data_preview_smoke_writes_the_figure_and_the_class_balance"],
-    "detection_quality": ["test_detection_quality_smoke_trains_scores_and_times_every_detector"],
+    "detection_quality": [
+        "test_detection_quality_smoke_trains_scores_and_times_every_detector",
+        "test_detection_quality_smoke_reports_rcnns_proposal_recall_and_stage_times"],
     "generative_quality": ["test_generative_quality_smoke_scores_every_family_and_the_floor"],
     "input_pipeline": ["test_input_pipeline_smoke"],
     "layer_profile": ["test_layer_profile_smoke_accounts_for_every_convolution"],
