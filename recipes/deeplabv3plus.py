@@ -8,9 +8,11 @@ phases like fcn_transfer.py (frozen encoder, then fine-tuning).
 
 The paper's atrous rates (6, 12, 18) suit 33x33 feature maps (513x513 crops
 at output stride 16); the default --atrous-rates 2,4,6 suit the 8x8 maps of
-64x64 images at output stride 8. The defaults (449K parameters, ASPP and
-decoder 128 wide instead of 256) reach a validation mIoU of 0.38 with
---max-train-minutes 1 on a shared 2-core CPU (4 epochs).
+64x64 images at output stride 8. With no arguments (449K parameters, ASPP
+and decoder 128 wide instead of 256; Adam peaking at 2e-3, decayed along a
+cosine to the end of the 12-minute budget) it reached validation mIoU 0.80
+after 17 epochs (3.6 minutes) and 0.886 after 59 epochs in 12.2 minutes
+(2026-12-07, 2-core Intel Xeon with AMX, mixed_bfloat16).
 
 Run:
     python recipes/deeplabv3plus.py
