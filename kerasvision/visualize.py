@@ -127,6 +127,36 @@ def overlay_mask(image, mask, alpha=0.5, num_classes=None):
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+
+def overlay_instances(image, masks, classes, num_classes, alpha=0.5):
+    """Tint each instance mask of an image in its class colour.
+
+    Instances are blended in order, so where masks overlap the later one is
+    blended over the earlier one.
+
+    Args:
+        image: `[H, W, 3]` RGB in [0, 255] (uint8 or float).
+        masks: `[N, H, W]` instance masks (bool, or 0/1 integers).
+        classes: int `[N]` class ids in 0..num_classes-1 (no background id).
+        num_classes: int, number of object classes; the colours are
+            `class_palette(num_classes + 1)[1:]`, so class `c` takes the colour
+            `overlay_mask` gives id `c + 1`.
+        alpha: float in [0, 1], weight of the class colour.
+
+    Returns:
+        uint8 numpy array `[H, W, 3]`.
+
+    Example:
+        >>> tinted = overlay_instances(image, detections["masks"], detections["classes"], 4)
+    """
+    alpha = check_float("alpha", alpha, minimum=0.0, maximum=1.0)
+    palette = class_palette(num_classes + 1)[1:]
+    out = np.asarray(image).astype(np.float32)
+    for mask, class_id in zip(masks, classes):
+        mask = np.asarray(mask).astype(bool)
+        out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(palette[int(class_id)], np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
 def _save(fig, path):
     """Write `fig` as PNG to `path` (parent dirs created) and return the path."""
     path = os.fspath(path)
@@ -783,3 +813,54 @@ def plot_explanations(images, maps, path, masks=None, titles=None, alpha=0.5):
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=80, format="png")
     return path
+
+
+def plot_robustness_curves(examples, predictions, labels, class_names, curves, epsilons, path):
+    """PNG: clean and attacked images titled with their predictions, over accuracy-vs-epsilon curves.
+
+    Args:
+        examples: dict row title -> `[N, H, W, 3]` images in [0, 255], drawn as
+            rows in order (e.g. `{"clean": ..., "FGSM 8/255": ...,
+            "PGD 8/255": ...}`).
+        predictions: dict with the same keys -> int `[N]` predicted class ids.
+        labels: int `[N]` true class ids; a title is green where the prediction
+            is right, red where it is wrong.
+        class_names: sequence of class names, indexed by class id.
+        curves: dict model name -> `{"fgsm": [accuracy per epsilon], "pgd":
+            [...]}` (`kerasvision.tasks.robustness.robustness_table`'s result),
+            FGSM drawn dashed and PGD solid.
+        epsilons: the budgets of `curves`, the x axis (grey levels of 255).
+        path: output PNG path (parent directories created).
+
+    Returns:
+        `path`.
+    """
+    if not isinstance(examples, dict) or not examples:
+        raise ValueError(
+            f"`examples` must be a non-empty dict title -> [N, H, W, 3]; received {examples!r}.")
+    if set(predictions) != set(examples):
+        raise ValueError(
+            f"`predictions` must have the keys of `examples` ({list(examples)}); received "
+            f"{list(predictions)}.")
+    count = len(labels)
+    fig = Figure(figsize=(1.5 * max(count, 3), 1.6 * len(examples) + 2.6))
+    grid = fig.add_gridspec(len(examples) + 2, count)
+    for row, (name, batch) in enumerate(examples.items()):
+        predicted = np.asarray(predictions[name])
+        for column in range(len(batch)):
+            ax = fig.add_subplot(grid[row, column])
+            ax.imshow(np.clip(np.rint(batch[column]), 0, 255).astype(np.uint8))
+            colour = "green" if predicted[column] == labels[column] else "red"
+            ax.set_title(f"{name}: {class_names[predicted[column]]}", fontsize=6, color=colour)
+            ax.axis("off")
+    ax = fig.add_subplot(grid[len(examples):, :])
+    for name, curve in curves.items():
+        for attack, style in (("fgsm", "--"), ("pgd", "-")):
+            ax.plot(epsilons, curve[attack], style, marker=".", label=f"{name}, {attack.upper()}")
+    ax.set_xlabel("epsilon (grey levels of 255)", fontsize=8)
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout(pad=0.4)
+    return _save(fig, path)

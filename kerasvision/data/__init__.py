@@ -15,7 +15,8 @@ Modules, each the one home of what it holds:
 - `shapes`: the embedded synthetic shapes, rendered in numpy from a seed (no
   download): `make_shapes_scenes` / `load_shapes` for segmentation,
   `make_shapes_classification` / `load_shapes_classification` for one shape
-  per image, and their class names.
+  per image, `make_shapes_detection` / `load_shapes_detection` for boxes and
+  `load_shapes_instances` for boxes with instance masks, and their class names.
 - `loaders`: data on disk. TensorFlow Datasets (`load_tfds_segmentation`,
   `load_oxford_pets`, `load_tfds_classification`, `tfds_class_names`,
   `load_tfds_images`), failing fast with our own message when data is
@@ -24,6 +25,7 @@ Modules, each the one home of what it holds:
 - `augment`: `build_segmentation_augmenter` (image and mask moved together)
   and `build_classification_augmenter`, from Keras core layers.
 - `pipelines`: `make_segmentation_pipeline`, `make_classification_pipeline`,
+  `make_detection_pipeline`, `make_instance_pipeline`,
   `make_generative_pipeline`, and the epoch-keyed randomness
   (`training_epoch`, `epoch_keyed_batches`) that makes resumed runs see the
   same batches.
@@ -71,6 +73,7 @@ from kerasvision.data.pipelines import (
     make_classification_pipeline,
     make_detection_pipeline,
     make_generative_pipeline,
+    make_instance_pipeline,
     make_segmentation_pipeline,
     to_generative_image,
     training_epoch,
@@ -83,6 +86,7 @@ from kerasvision.data.shapes import (
     load_shapes_classification,
     load_shapes_detection,
     load_shapes_identities,
+    load_shapes_instances,
     load_shapes_presence,
     make_shapes_classification,
     make_shapes_detection,
@@ -118,6 +122,7 @@ __all__ = [
     "load_shapes_classification",
     "load_shapes_detection",
     "load_shapes_identities",
+    "load_shapes_instances",
     "load_shapes_presence",
     "load_tfds_classification",
     "load_tfds_images",
@@ -126,6 +131,7 @@ __all__ = [
     "make_classification_pipeline",
     "make_detection_pipeline",
     "make_generative_pipeline",
+    "make_instance_pipeline",
     "make_segmentation_pipeline",
     "make_shapes_classification",
     "make_shapes_detection",

@@ -3,6 +3,8 @@
 - `make_segmentation_pipeline`, `make_classification_pipeline`: cache,
   shuffle, batch, augment (training only) and prefetch `(image, target)` pairs.
 - `make_detection_pipeline`: the same for detection dicts.
+- `make_instance_pipeline`: detection dicts with instance masks, for
+  `MaskRCNN` (epoch-keyed shuffle, no augmentation).
 - `make_generative_pipeline`, `to_generative_image`: images alone,
   centre-cropped to squares and scaled to [-1, 1] for generative models.
 - `training_epoch`, `epoch_keyed_batches`: training pipelines draw their
@@ -344,3 +346,41 @@ def make_detection_pipeline(dataset, batch_size, training, augmenter=None, seed=
     ds = epoch_keyed_batches(ds.map(lambda example: (example,)), batch_size, shuffle_buffer,
                              seed, drop_remainder, augment=augment, augmenter=augmenter)
     return ds.map(lambda example: example).prefetch(tf.data.AUTOTUNE)
+
+
+def make_instance_pipeline(dataset, batch_size, training, seed=0):
+    """Batch an instance-segmentation dataset for `MaskRCNN.fit`.
+
+    Training batches are shuffled by `(seed, epoch)` through
+    `epoch_keyed_batches`, so a resumed run sees the batches an uninterrupted
+    one sees, and the last partial batch is dropped. There is no
+    augmentation: a flip would have to move boxes and masks together.
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `{"images": [S, S, 3] (uint8
+            or float), "bounding_boxes": {"boxes": float32 [K, 4], "labels":
+            int32 [K]}, "masks": uint8 [K, S, S]}`, e.g. from
+            `load_shapes_instances`.
+        batch_size: int >= 1.
+        training: bool; shuffling (buffer of 1024 examples) happens only when True.
+        seed: int >= 0 or None, keys the shuffle order.
+
+    Returns:
+        `tf.data.Dataset` of `{"images": float32 [B, S, S, 3] in [0, 255],
+        "bounding_boxes": {"boxes": float32 [B, K, 4], "labels": int32 [B, K]},
+        "masks": uint8 [B, K, S, S]}`.
+
+    Example:
+        >>> from kerasvision.data.shapes import load_shapes_instances
+        >>> ds = make_instance_pipeline(load_shapes_instances("validation", 8), 4,
+        ...                             training=False)
+    """
+    def to_float(example):
+        return {**example, "images": tf.cast(example["images"], tf.float32)}
+
+    if not training:
+        return dataset.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
+    # `epoch_keyed_batches` works on tuples: a 1-tuple passes the dict through whole.
+    batches = epoch_keyed_batches(dataset.map(lambda example: (example,)), batch_size,
+                                  shuffle_buffer=1024, seed=seed, drop_remainder=True)
+    return batches.map(to_float).prefetch(tf.data.AUTOTUNE)

@@ -7,7 +7,7 @@
   per image, labelled by `SHAPES_CLASSIFICATION_NAMES`.
 - `make_shapes_detection` / `load_shapes_detection`: scenes with one box
   (tight around the visible pixels) and instance mask per object, labelled
-  by `SHAPES_CLASSIFICATION_NAMES`.
+  by `SHAPES_CLASSIFICATION_NAMES`; `load_shapes_instances` keeps the masks.
 
 Image `i` of a split depends only on `(seed, split, i)`: a smaller
 `num_images` gives a prefix of a larger one and splits never share images.
@@ -713,6 +713,44 @@ def load_shapes_detection(split="train", num_images=None, image_size=128, seed=0
         lambda x, b, c: {"images": tf.cast(x, tf.float32),
                          "bounding_boxes": {"boxes": b, "labels": c}},
         num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_shapes_instances(split="train", num_images=None, image_size=128, seed=0,
+                          max_objects=4):
+    """Synthetic shapes instance-segmentation dataset (see `make_shapes_detection`).
+
+    The scenes, boxes and labels of `load_shapes_detection`, plus one mask of
+    visible pixels per object, for `make_instance_pipeline` and `MaskRCNN`.
+
+    Args:
+        split: "train", "validation" or "test" (disjoint random streams).
+        num_images: int; None gives 2048 for "train" and 256 otherwise.
+        image_size: int, side `S` of the square images.
+        seed: int >= 0.
+        max_objects: int in 1..32, most shapes per image and the number of
+            rows `K` of the targets.
+
+    Returns:
+        Unbatched `tf.data.Dataset` of `{"images": uint8 [S, S, 3],
+        "bounding_boxes": {"boxes": float32 [K, 4] xyxy pixels, "labels":
+        int32 [K]}, "masks": uint8 [K, S, S]}` (mask pixels 0 or 1), padded
+        with -1 boxes and labels and all-zero masks; 4 classes
+        (`SHAPES_CLASSIFICATION_NAMES`). Images stay uint8, unlike the other
+        loaders: the training shuffle buffer then holds 4x fewer bytes, and
+        `make_instance_pipeline` casts each batch to float32.
+
+    Example:
+        >>> ds = load_shapes_instances("validation", num_images=8)
+        >>> ds.element_spec["masks"].shape
+        TensorShape([4, 128, 128])
+    """
+    check_choice("split", split, _SPLIT_STREAMS)
+    num_images = _default_count(num_images, split, _DEFAULT_DETECTION)
+    images, boxes, labels, masks = make_shapes_detection(
+        num_images, image_size, seed=seed, split=split, max_objects=max_objects)
+    return tf.data.Dataset.from_tensor_slices(
+        {"images": images, "bounding_boxes": {"boxes": boxes, "labels": labels},
+         "masks": masks.astype(np.uint8)})
 
 
 # ----------------------------------------------------------------------------

@@ -11,11 +11,10 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from kerasvision import visualize
-from kerasvision.data.pipelines import epoch_keyed_batches
-from kerasvision.data.shapes import SHAPES_CLASSIFICATION_NAMES, make_shapes_detection
+from kerasvision.data.pipelines import make_instance_pipeline
+from kerasvision.data.shapes import SHAPES_CLASSIFICATION_NAMES, load_shapes_instances
 from kerasvision.metrics import coco_evaluate, panoptic_merge, panoptic_quality
 from kerasvision.models.mask_rcnn import detect_instances
 from kerasvision.tasks.runs import image_counts
@@ -54,40 +53,13 @@ def add_instance_segmentation_flags(parser):
     return parser
 
 
-def _instance_dataset(split, num_images, image_size, seed, max_objects):
-    """Unbatched dataset of the detection contract plus `masks` uint8 `[K, S, S]`."""
-    images, boxes, labels, masks = make_shapes_detection(
-        num_images, image_size, seed=seed, split=split, max_objects=max_objects)
-    return tf.data.Dataset.from_tensor_slices(
-        {"images": images, "bounding_boxes": {"boxes": boxes, "labels": labels},
-         "masks": masks.astype(np.uint8)})
-
-
-def make_instance_pipeline(dataset, batch_size, training, seed=0):
-    """Batches of `{"images" float32, "bounding_boxes", "masks"}` for `MaskRCNN.fit`.
-
-    Training batches are shuffled by `(seed, epoch)` (`epoch_keyed_batches`),
-    so a resumed run sees the batches an uninterrupted one sees; no
-    augmentation (flips would have to move boxes and masks together).
-    """
-    def to_float(example):
-        return {**example, "images": tf.cast(example["images"], tf.float32)}
-
-    if not training:
-        return dataset.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
-    batches = epoch_keyed_batches(dataset.map(lambda example: (example,)), batch_size,
-                                  shuffle_buffer=1024, seed=seed, drop_remainder=True)
-    return batches.map(to_float).prefetch(tf.data.AUTOTUNE)
-
-
 def load_instance_data(args):
     """Returns `(train, validation, class_names)`: batched pipelines of the embedded scenes."""
     num_train, num_val = image_counts(args, SMOKE_IMAGES)
     max_objects = check_int("--max-objects", args.max_objects, minimum=1)
-    train = _instance_dataset("train", num_train or 2048, args.image_size, args.seed,
-                              max_objects)
-    validation = _instance_dataset("validation", num_val or 256, args.image_size, args.seed,
-                                   max_objects)
+    train = load_shapes_instances("train", num_train, args.image_size, args.seed, max_objects)
+    validation = load_shapes_instances("validation", num_val, args.image_size, args.seed,
+                                       max_objects)
     return (make_instance_pipeline(train, args.batch_size, training=True, seed=args.seed),
             make_instance_pipeline(validation, args.batch_size, training=False),
             tuple(SHAPES_CLASSIFICATION_NAMES))
@@ -212,16 +184,6 @@ def evaluate_instance_segmenter(model, validation, class_names, train_seconds=No
     return summary, collected
 
 
-def instance_overlay(image, masks, classes, num_classes, alpha=0.5):
-    """`image` uint8 `[H, W, 3]` with each instance mask tinted in its class colour."""
-    palette = visualize.class_palette(num_classes + 1)[1:]  # the background colour skipped
-    out = image.astype(np.float32)
-    for mask, class_id in zip(masks, classes):
-        mask = mask.astype(bool)
-        out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(palette[int(class_id)], np.float32)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
 def plot_instance_run(collected, class_names, history, output_dir, count=8,
                       score_threshold=0.3):
     """Writes `instances.png` (masks tinted, boxes with class and score) and `history.png`."""
@@ -231,8 +193,8 @@ def plot_instance_run(collected, class_names, history, output_dir, count=8,
         shown = []
         for image, found in zip(images[:count], detections[:count]):
             keep = found["scores"] >= score_threshold
-            shown.append(instance_overlay(image, found["masks"][keep], found["classes"][keep],
-                                          len(class_names)))
+            shown.append(visualize.overlay_instances(
+                image, found["masks"][keep], found["classes"][keep], len(class_names)))
         paths["instances_plot"] = visualize.plot_detections(
             np.stack(shown), detections[:count], class_names,
             os.path.join(output_dir, "instances.png"), ground_truth=ground_truth[:count],

@@ -13,10 +13,8 @@ import time
 
 import keras
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from kerasvision import adversarial, explain
+from kerasvision import adversarial, explain, visualize
 from kerasvision.data.shapes import make_shapes_scenes
 from kerasvision.tasks.classification import SMOKE_IMAGES
 from kerasvision.training import (
@@ -205,12 +203,12 @@ def robustness_table(models, images, labels, epsilons, pgd_steps=10, seed=0):
 
 def plot_robustness(model, images, labels, epsilon, class_names, table, epsilons, path,
                     pgd_steps=10, count=4):
-    """PNG: clean, FGSM and PGD images with the model's predictions, and accuracy versus epsilon.
+    """Attacks the first `count` images and draws them with `visualize.plot_robustness_curves`.
 
     Args:
         model: the classifier whose attacks are shown.
         images, labels: numpy images (0-255) and labels; the first `count` are shown.
-        epsilon: float, the shown attacks' budget in grey levels.
+        epsilon: float, the shown attacks' budget in grey levels (0: clean images only).
         class_names: names of the classes.
         table: `robustness_table`'s result.
         epsilons: its epsilons (grey levels).
@@ -228,30 +226,11 @@ def plot_robustness(model, images, labels, epsilon, class_names, table, epsilons
             adversarial.fgsm(model, images, labels, epsilon / 255.0))
         shown[f"PGD {epsilon:g}/255"] = keras.ops.convert_to_numpy(
             adversarial.pgd(model, images, labels, epsilon / 255.0, steps=pgd_steps, seed=0))
-    fig = Figure(figsize=(1.5 * max(count, 3), 1.6 * len(shown) + 2.6))
-    grid = fig.add_gridspec(len(shown) + 2, count)
-    for row, (name, batch) in enumerate(shown.items()):
-        predicted = np.argmax(keras.ops.convert_to_numpy(model(batch, training=False)), axis=-1)
-        for column in range(len(batch)):
-            ax = fig.add_subplot(grid[row, column])
-            ax.imshow(np.clip(np.rint(batch[column]), 0, 255).astype(np.uint8))
-            colour = "green" if predicted[column] == labels[column] else "red"
-            ax.set_title(f"{name}: {class_names[predicted[column]]}", fontsize=6, color=colour)
-            ax.axis("off")
-    ax = fig.add_subplot(grid[len(shown):, :])
-    for name, curves in table.items():
-        for attack, style in (("fgsm", "--"), ("pgd", "-")):
-            ax.plot(epsilons, curves[attack], style, marker=".", label=f"{name}, {attack.upper()}")
-    ax.set_xlabel("epsilon (grey levels of 255)", fontsize=8)
-    ax.set_ylabel("accuracy", fontsize=8)
-    ax.set_ylim(0, 1.02)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    fig.tight_layout(pad=0.4)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=80, format="png")
-    return path
+    predictions = {
+        name: np.argmax(keras.ops.convert_to_numpy(model(batch, training=False)), axis=-1)
+        for name, batch in shown.items()}
+    return visualize.plot_robustness_curves(shown, predictions, labels, class_names, table,
+                                            epsilons, path)
 
 
 __all__ = [
