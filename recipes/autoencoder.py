@@ -44,6 +44,7 @@ from kerasvision.tasks.generative import (
     reconstruction_grid,
     sample_batch,
     save_generative_run,
+    schedule_settings,
 )
 from kerasvision.tasks.runs import write_json
 from kerasvision.training import resolve_jit_compile
@@ -122,7 +123,7 @@ def main(argv=None):
     started = time.time()
     history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
                              nrows=rows, max_minutes=args.max_train_minutes, smoke=args.smoke,
-                             verbose=verbose)
+                             verbose=verbose, **schedule_settings(args))
 
     # Reconstructions, the trainer for further training, the export for TF Serving.
     summary = save_generative_run(model, history, sample_fn, args.output_dir, nrows=rows,

@@ -38,6 +38,7 @@ from kerasvision.tasks.generative import (
     load_generative_data,
     parse_int_list,
     report_sample_quality,
+    schedule_settings,
     scores_samples,
     save_generative_run,
 )
@@ -111,7 +112,7 @@ def main(argv=None):
     started = time.time()
     history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
                              max_minutes=args.max_train_minutes, smoke=args.smoke,
-                             verbose=verbose)
+                             verbose=verbose, **schedule_settings(args))
 
     # Samples, the trainer for further training, the sampling generator for TF
     # Serving, and the quality of the samples.

@@ -36,6 +36,7 @@ from kerasvision.tasks.generative import (
     load_generative_data,
     parse_int_list,
     report_sample_quality,
+    schedule_settings,
     scores_samples,
     save_generative_run,
 )
@@ -91,7 +92,7 @@ def main(argv=None):
     started = time.time()
     history = fit_generative(model, train, validation, args.output_dir, args.epochs, sample_fn,
                              nrows=WALK_ROWS, max_minutes=args.max_train_minutes, smoke=args.smoke,
-                             verbose=verbose)
+                             verbose=verbose, **schedule_settings(args))
 
     # The latent walk, the trainer for further training, the decoder for TF Serving,
     # and the quality of prior samples.

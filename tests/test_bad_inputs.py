@@ -980,6 +980,12 @@ RECIPE_CASES = [
     pytest.param("dcgan", ["--max-train-minutes", "-1"],
                  r"--max-train-minutes must be >= 0 \(0: no limit\); received -1.0",
                  id="dcgan-negative-time-budget"),
+    pytest.param("dcgan", ["--decay-fraction", "0"],
+                 r"--decay-fraction must be in \(0, 1\]; received 0.0",
+                 id="dcgan-zero-decay-fraction"),
+    pytest.param("fcn_transfer", ["--decay-fraction", "1.5"],
+                 r"--decay-fraction must be in \(0, 1\]; received 1.5",
+                 id="fcn-decay-fraction-above-one"),
     pytest.param("dcgan", ["--ema-decay", "1.5"],
                  r"`--ema-decay` must be in \[0, 1\) \(0: no averaging\); "
                  r"received --ema-decay=1\.5",

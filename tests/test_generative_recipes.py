@@ -174,3 +174,47 @@ def test_generative_callbacks_stop_at_the_deadline(tmp_path):
                         callbacks=callbacks, verbose=0)
     assert len(history.history["loss"]) == 1 and model.optimizer.iterations.numpy() == 1
     assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 2
+
+
+def _cosine_rates(peak, total_steps, warmup_fraction=0.03, decay_fraction=1.0):
+    """The `WarmupCosineToBudget` rates at each step, from its closed form in numpy."""
+    progress = np.arange(total_steps) / total_steps
+    warm = peak * (progress + 1 / total_steps) / (warmup_fraction + 1 / total_steps)
+    decay_start = max(warmup_fraction, 1 - decay_fraction)
+    span = np.clip((progress - decay_start) / (1 - decay_start), 0.0, 1.0)
+    return np.where(progress < warmup_fraction, warm, peak * 0.5 * (1 + np.cos(np.pi * span)))
+
+
+def test_fit_generative_schedules_both_gan_optimizers_by_generator_steps(tmp_path, monkeypatch):
+    import keras
+
+    from kerasvision.models.gan import WGAN, build_dcgan_discriminator, build_dcgan_generator
+
+    shape = (8, 8, 3)
+    model = WGAN(build_dcgan_generator(4, shape, (8,)), build_dcgan_discriminator(shape, (8,)),
+                 n_critic=3, seed=0)
+    model.compile(keras.optimizers.RMSprop(1.0), keras.optimizers.RMSprop(1.0))
+    images = np.random.default_rng(0).uniform(-1, 1, (40, *shape)).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices(images).batch(4, drop_remainder=True)
+    rates = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: rates.append(
+        (float(model.g_optimizer.learning_rate), float(model.d_optimizer.learning_rate))))
+    original = generative.generative_callbacks
+    monkeypatch.setattr(generative, "generative_callbacks",
+                        lambda *args, **kwargs: [*original(*args, **kwargs), record])
+    history = generative.fit_generative(
+        model, train, train.take(1), str(tmp_path), 2, lambda: images[:4], verbose=0,
+        learning_rate=2e-3, decay_fraction=0.5)
+    # 10 steps per epoch, 20 in all; the critic took 60 updates, which must not count.
+    assert int(model.g_optimizer.iterations) == 20 and int(model.d_optimizer.iterations) == 60
+    expected = _cosine_rates(2e-3, 20, decay_fraction=0.5)
+    np.testing.assert_allclose(np.array(rates), np.stack([expected, expected], 1), rtol=1e-5)
+    np.testing.assert_allclose(history["learning_rate"], expected[[9, 19]], rtol=1e-5)
+
+
+def test_lr_schedule_constant_leaves_the_compiled_rates():
+    recipe = load_recipe("dcgan")
+    assert generative.schedule_settings(recipe.parse_args(["--lr-schedule", "constant"])) == {
+        "learning_rate": None, "decay_fraction": None}
+    cosine = generative.schedule_settings(recipe.parse_args(["--decay-fraction", "0.25"]))
+    assert cosine == {"learning_rate": 2e-4, "decay_fraction": 0.25}

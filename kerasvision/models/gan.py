@@ -276,6 +276,7 @@ class GAN(GenerativeTrainer):
 
     NETWORKS = ("generator", "discriminator")
     OPTIMIZERS = {"d_optimizer": ("discriminator",), "g_optimizer": ("generator",)}
+    STEP_OPTIMIZER = "g_optimizer"  # the critic's takes n_critic updates per step
     LOSS_NAMES = ("loss", "d_loss", "g_loss")
 
     def __init__(self, generator, discriminator, label_smoothing=0.0, seed=None, ema_decay=0.0,

@@ -168,6 +168,9 @@ class GenerativeTrainer(keras.Model):
       single-optimizer trainer needs, with the inherited
       `compile(optimizer=...)`; a trainer with several optimizers writes its
       own `compile` with explicit arguments that calls `_compile_trainer`.
+    - `STEP_OPTIMIZER`: the name of the optimizer that takes exactly one
+      update per training step (its `iterations` count the steps: learning
+      rate schedules read it).
     - `LOSS_NAMES`: tuple of the tracked losses; `"loss"` is always added
       first, and every step must report it (the total objective, or a sum
       that becomes non-finite whenever a part does).
@@ -226,6 +229,7 @@ class GenerativeTrainer(keras.Model):
 
     NETWORKS = ()
     OPTIMIZERS = {"optimizer": None}
+    STEP_OPTIMIZER = "optimizer"
     LOSS_NAMES = ("loss",)
 
     def __init__(self, seed=None, loss_names=None, **kwargs):

@@ -127,6 +127,24 @@ def recipe_parser(description, **defaults):
     return parser
 
 
+def add_schedule_flags(group, schedule="cosine", decay_fraction=0.35):
+    """Adds `--lr-schedule` and `--decay-fraction` (`WarmupCosineToBudget`) to a flag group.
+
+    Args:
+        group: an argparse parser or argument group.
+        schedule: "cosine" or "constant", the default.
+        decay_fraction: float in (0, 1], the default final share of training
+            over which the rate decays to zero.
+    """
+    group.add_argument("--lr-schedule", choices=("constant", "cosine"), default=schedule,
+                       help="cosine: warm up, then decay to zero by the end of the epochs "
+                       "or of --max-train-minutes, whichever comes first")
+    group.add_argument("--decay-fraction", type=float, default=decay_fraction,
+                       help="with --lr-schedule cosine: the final share of training over which "
+                       "the rate decays to zero; before it, it holds at --learning-rate")
+    return group
+
+
 def check_common_args(args):
     """Validates the common flags; raises ValueError naming the flag."""
     for flag in ("epochs", "batch_size", "image_size"):
@@ -141,6 +159,9 @@ def check_common_args(args):
     minutes = args.max_train_minutes
     if minutes is not None and not minutes >= 0:  # also rejects nan
         raise ValueError(f"--max-train-minutes must be >= 0 (0: no limit); received {minutes}.")
+    fraction = getattr(args, "decay_fraction", None)
+    if fraction is not None and not 0 < fraction <= 1:  # also rejects nan
+        raise ValueError(f"--decay-fraction must be in (0, 1]; received {fraction}.")
 
 
 def setup_run(args, run_name):

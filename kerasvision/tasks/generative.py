@@ -28,6 +28,7 @@ from kerasvision import visualize
 from kerasvision.data.loaders import load_tfds_images
 from kerasvision.data.pipelines import make_generative_pipeline
 from kerasvision.data.shapes import load_shapes_classification
+from kerasvision.tasks.cli import add_schedule_flags
 from kerasvision.tasks.runs import image_counts
 from kerasvision.training import (
     CommitEpoch,
@@ -35,6 +36,7 @@ from kerasvision.training import (
     ResumableBackup,
     StopOnNonFiniteLoss,
     TimeBudget,
+    WarmupCosineToBudget,
     distribute,
     kill_point,
     read_history,
@@ -54,8 +56,17 @@ SMOKE_IMAGES = 16
 SMOKE_STEPS = 2
 
 
-def add_generative_flags(parser, num_samples=16):
-    """Adds the data and sampling flags of generative recipes to a `recipe_parser`."""
+def add_generative_flags(parser, num_samples=16, decay_fraction=0.5):
+    """Adds the data, sampling and learning-rate schedule flags of generative recipes.
+
+    Args:
+        parser: a `recipe_parser`.
+        num_samples: int, default of `--num-samples` (images per grid).
+        decay_fraction: float in (0, 1], default of `--decay-fraction`: the
+            final share of training over which the rate decays to zero.
+    """
+    add_schedule_flags(parser.add_argument_group("learning-rate schedule"),
+                       decay_fraction=decay_fraction)
     group = parser.add_argument_group("generative data")
     group.add_argument(
         "--dataset", choices=DATASETS, default="shapes",
@@ -234,7 +245,7 @@ def fixed_latents(count, latent_dim, seed=0):
     return np.random.default_rng(seed).normal(size=(count, latent_dim)).astype("float32")
 
 
-def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
+def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None, schedule=None):
     """The callbacks generative recipes train with.
 
     Args:
@@ -242,6 +253,7 @@ def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
         sample_fn: callable `() -> images in [-1, 1]` for the grids.
         nrows: grid rows.
         deadline: float or None, `time.time()` at which training stops.
+        schedule: a learning-rate callback (`WarmupCosineToBudget`) or None.
 
     Returns:
         list: `ResumableBackup` (rerunning the command after a kill resumes at
@@ -255,6 +267,8 @@ def generative_callbacks(output_dir, sample_fn, nrows=None, deadline=None):
     backup = ResumableBackup(os.path.join(output_dir, "backup"), deferred=True)
     return [
         backup,
+        # After the backup, which restores the optimizers' step counts it reads.
+        *([schedule] if schedule is not None else []),
         KeyPipelinesByEpoch(),
         StopOnNonFiniteLoss(),
         *kill_point("mid_epoch"),
@@ -333,8 +347,16 @@ def heldout_images(dataset):
 
 
 def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrows=None,
-                   max_minutes=None, smoke=False, verbose=2):
+                   max_minutes=None, smoke=False, verbose=2, learning_rate=None,
+                   decay_fraction=None):
     """Fits a generative trainer with the run's callbacks and returns its history.
+
+    With `learning_rate` and `decay_fraction`, every optimizer of the trainer
+    follows `WarmupCosineToBudget`: a short warm-up, `learning_rate` held,
+    then a cosine decay to zero over the final `decay_fraction` of the
+    epochs or of the time budget, whichever ends first. A GAN's last
+    generator then comes from small steps instead of the oscillation of a
+    constant rate, and a diffusion model or VAE anneals as any budgeted run.
 
     Args:
         model: a compiled `GenerativeTrainer` subclass.
@@ -346,11 +368,23 @@ def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrow
         max_minutes: float or None, wall-clock budget (None or 0: none).
         smoke: bool, a couple of steps of one epoch.
         verbose: `fit` verbosity.
+        learning_rate: float > 0, the peak rate of the schedule (None: the
+            compiled rates stay constant).
+        decay_fraction: float in (0, 1], the share of training spent decaying.
 
     Returns:
         dict metric -> per-epoch values, read back from `history.csv`.
     """
     deadline = time.time() + 60 * max_minutes if max_minutes else None
+    schedule = None
+    if learning_rate is not None and decay_fraction is not None and not smoke:
+        steps = int(train.cardinality())
+        if steps < 1:  # unknown length: the time budget alone measures progress
+            steps = 10**9
+        names = (model.STEP_OPTIMIZER,
+                 *(name for name in model.OPTIMIZERS if name != model.STEP_OPTIMIZER))
+        schedule = WarmupCosineToBudget(learning_rate, epochs * max(1, steps), deadline,
+                                        decay_fraction=decay_fraction, optimizer_names=names)
     distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
         model,
         train,
@@ -359,7 +393,8 @@ def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrow
         steps_per_epoch=SMOKE_STEPS if smoke else None,
         validation_steps=1 if smoke else None,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=generative_callbacks(output_dir, sample_fn, nrows=nrows, deadline=deadline),
+        callbacks=generative_callbacks(output_dir, sample_fn, nrows=nrows, deadline=deadline,
+                                       schedule=schedule),
         verbose=verbose,
     )
     return read_history(os.path.join(output_dir, "history.csv"))
@@ -386,6 +421,14 @@ def save_generative_run(model, history, sample_fn, output_dir, nrows=None, train
     minutes = "" if train_seconds is None else f"trained {train_seconds / 60:.1f} min; "
     print(f"{minutes}samples in {summary['samples']}")
     return summary
+
+
+def schedule_settings(args):
+    """`fit_generative`'s schedule arguments from `--lr-schedule`, `--decay-fraction`
+    and `--learning-rate`: `{"learning_rate", "decay_fraction"}` (None: constant)."""
+    if args.lr_schedule != "cosine":
+        return {"learning_rate": None, "decay_fraction": None}
+    return {"learning_rate": args.learning_rate, "decay_fraction": args.decay_fraction}
 
 
 def scores_samples(args):
@@ -420,6 +463,7 @@ __all__ = [
     "DATASETS",
     "SampleGridCallback",
     "add_generative_flags",
+    "schedule_settings",
     "scores_samples",
     "evaluate_samples",
     "fit_generative",

@@ -25,6 +25,7 @@ from kerasvision.metrics import (
     segmentation_confusion_matrix,
     segmentation_report,
 )
+from kerasvision.tasks.cli import add_schedule_flags
 from kerasvision.tasks.runs import image_counts
 from kerasvision.training import resolve_jit_compile
 
@@ -60,12 +61,7 @@ def add_segmentation_flags(parser, frozen_epochs, finetune_epochs, finetune_lear
                        help="learning rate while fine-tuning (lower: keeps pretrained features)")
     group.add_argument("--finetune-blocks", type=int, default=None,
                        help="backbone stages unfrozen for fine-tuning (default: all)")
-    group.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
-                       help="cosine: warm up, then decay to zero by the end of the epochs "
-                       "or of --max-train-minutes, whichever comes first")
-    group.add_argument("--decay-fraction", type=float, default=0.35,
-                       help="with --lr-schedule cosine: the final share of training over which "
-                       "the rate decays to zero; before it, it holds at --learning-rate")
+    add_schedule_flags(group, decay_fraction=0.35)
     group.add_argument("--augment", choices=("true", "false"), default="true",
                        help="random flips and small zooms of image and mask together")
     return parser

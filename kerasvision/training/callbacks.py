@@ -167,11 +167,20 @@ class WarmupCosineToBudget(keras.callbacks.Callback):
         decay_fraction: float in (0, 1], share of the progress spent decaying,
             at the end.
         final_fraction: float in [0, 1], rate at the end as a share of the peak.
+        optimizer_names: names of the model's attributes holding the
+            optimizers to schedule, all at the same rate (a GAN trainer's
+            `("g_optimizer", "d_optimizer")`). The first one's `iterations`
+            counts the steps: it must take one update per `fit` step.
     """
 
     def __init__(self, peak_learning_rate, total_steps, deadline=None,
-                 warmup_fraction=0.03, decay_fraction=1.0, final_fraction=0.0):
+                 warmup_fraction=0.03, decay_fraction=1.0, final_fraction=0.0,
+                 optimizer_names=("optimizer",)):
         super().__init__()
+        if isinstance(optimizer_names, str) or not optimizer_names:
+            raise ValueError("`optimizer_names` must be a non-empty sequence of attribute names; "
+                             f"received optimizer_names={optimizer_names!r}.")
+        self.optimizer_names = tuple(optimizer_names)
         self.peak_learning_rate = float(peak_learning_rate)
         self.total_steps = max(1, int(total_steps))
         self.deadline = deadline
@@ -182,14 +191,17 @@ class WarmupCosineToBudget(keras.callbacks.Callback):
         self._first_step = 0
         self._progress = 0.0
 
+    def _optimizers(self):
+        return [getattr(self.model, name) for name in self.optimizer_names]
+
     def on_train_begin(self, logs=None):
         self._started = time.time()
         # A resumed run restores the optimizer's step count: continue from it.
-        self._first_step = int(self.model.optimizer.iterations)
+        self._first_step = int(self._optimizers()[0].iterations)
 
     def progress(self):
         """Share of the training done, in [0, 1]; never decreases."""
-        done = int(self.model.optimizer.iterations) / self.total_steps
+        done = int(self._optimizers()[0].iterations) / self.total_steps
         if self.deadline is not None:
             # Time counts from this run's start; a resumed run adds it to the steps it restored.
             remaining = self.deadline - self._started
@@ -210,11 +222,13 @@ class WarmupCosineToBudget(keras.callbacks.Callback):
         return self.peak_learning_rate * (self.final_fraction + (1 - self.final_fraction) * cosine)
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.model.optimizer.learning_rate.assign(self.learning_rate_at(self.progress()))
+        rate = self.learning_rate_at(self.progress())
+        for optimizer in self._optimizers():
+            optimizer.learning_rate.assign(rate)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(self._optimizers()[0].learning_rate)
 
 
 class KeyPipelinesByEpoch(keras.callbacks.Callback):
