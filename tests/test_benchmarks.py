@@ -563,6 +563,28 @@ def test_torch_peer_smoke(tmp_path):
     assert rows[0]["flops_per_step"] == rows[1]["flops_per_step"]
 
 
+# sample_quality_calibration.py
+def test_sample_quality_calibration_smoke_and_its_blur_against_numpy(tmp_path, capsys):
+    from benchmarks import sample_quality_calibration as calibration
+
+    output = tmp_path / "calibration.json"
+    payload = calibration.main(["--smoke", "--output", str(output), "--cache-dir",
+                                str(tmp_path / "cache")])
+    names = [row["images"] for row in payload["rows"]]
+    assert names == ["real (test split)", "blurred, sigma 1 px", "noise, std 0.25"]
+    assert all(row["fid"] >= 0 and row["count"] == 8 for row in payload["rows"])
+    assert json.loads(output.read_text())["rows"][0]["images"] == names[0]
+    assert "| images" in capsys.readouterr().out
+    # The blur: a flat image stays flat, an impulse spreads as the normalised Gaussian.
+    impulse = np.zeros((1, 15, 15, 1))
+    impulse[0, 7, 7, 0] = 1.0
+    blurred = calibration.gaussian_blur(impulse, 1.0)[0, :, :, 0]
+    gaussian = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    expected = np.outer(gaussian, gaussian) / gaussian.sum() ** 2
+    np.testing.assert_allclose(blurred[4:11, 4:11], expected, rtol=1e-12)
+    np.testing.assert_allclose(calibration.gaussian_blur(np.full((1, 9, 9, 3), 0.3), 0.7), 0.3)
+
+
 # ---------------------------------------------------------------------------
 # Every runnable script has a smoke test here
 # ---------------------------------------------------------------------------
@@ -578,6 +600,8 @@ SMOKE_TESTS = {
     "input_pipeline": ["test_input_pipeline_smoke"],
     "layer_profile": ["test_layer_profile_smoke_accounts_for_every_convolution"],
     "op_profile": ["test_op_profile_smoke_of_a_trainer_sums_its_ops"],
+    "sample_quality_calibration": [
+        "test_sample_quality_calibration_smoke_and_its_blur_against_numpy"],
     "segmentation_quality": [
         "test_segmentation_quality_smoke_trains_scores_and_times_every_segmenter"],
     "serving_latency": ["test_serving_latency_smoke"],
