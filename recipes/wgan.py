@@ -2,8 +2,9 @@
 
 Trains a DCGAN-architecture generator against a critic with a linear output
 on images scaled to [-1, 1]: `--n-critic` critic updates per generator
-update, and either weight clipping to [-clip, clip] with RMSprop(5e-5) (WGAN)
-or a gradient penalty of weight 10 at random interpolates with
+update, and either weight clipping to [-clip, clip] with RMSprop (WGAN; 2e-4
+by default, the paper's 5e-5 by flag) or a gradient penalty of weight 10 at
+random interpolates with
 Adam(1e-4, 0.5, 0.9) and a layer-normalised critic (WGAN-GP). With no
 arguments it trains a clipped WGAN on the embedded synthetic shapes.
 
@@ -56,7 +57,7 @@ def parse_args(argv):
         image_size=32,  # 64 by flag
         batch_size=64,
         epochs=100,  # the time budget below usually ends training first
-        learning_rate=None,  # default: 5e-5 (RMSprop, WGAN) or 1e-4 (Adam, WGAN-GP)
+        learning_rate=None,  # default: 2e-4 (RMSprop, WGAN) or 1e-4 (Adam, WGAN-GP)
     )
     parser.add_argument("--gradient-penalty", action="store_true",
                         help="WGAN-GP: gradient penalty instead of weight clipping")
@@ -83,7 +84,10 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     check_ema_decay(args.ema_decay, name="--ema-decay")
     if args.learning_rate is None:
-        args.learning_rate = 1e-4 if args.gradient_penalty else 5e-5
+        # WGAN: 2e-4, not the paper's 5e-5, which suits runs far longer than this budget.
+        # In the 8-minute budget (2026-12-07, AMX CPU, one core each) 2e-4 scored FID 44x
+        # the floor, 5e-4 55x; 5e-5 on two cores scored 72x, its samples coloured noise.
+        args.learning_rate = 1e-4 if args.gradient_penalty else 2e-4
     return args
 
 
