@@ -354,9 +354,10 @@ def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrow
     With `learning_rate` and `decay_fraction`, every optimizer of the trainer
     follows `WarmupCosineToBudget`: a short warm-up, `learning_rate` held,
     then a cosine decay to zero over the final `decay_fraction` of the
-    epochs or of the time budget, whichever ends first. A GAN's last
-    generator then comes from small steps instead of the oscillation of a
-    constant rate, and a diffusion model or VAE anneals as any budgeted run.
+    epochs or of the time budget, whichever ends first: a run cut by the
+    clock still anneals, and a GAN's last generator comes from small steps
+    (for DCGAN's default run the effect was within the spread between runs,
+    docs/benchmarks.md).
 
     Args:
         model: a compiled `GenerativeTrainer` subclass.
@@ -383,7 +384,7 @@ def fit_generative(model, train, validation, output_dir, epochs, sample_fn, nrow
             steps = 10**9
         names = (model.STEP_OPTIMIZER,
                  *(name for name in model.OPTIMIZERS if name != model.STEP_OPTIMIZER))
-        schedule = WarmupCosineToBudget(learning_rate, epochs * max(1, steps), deadline,
+        schedule = WarmupCosineToBudget(learning_rate, epochs * steps, deadline,
                                         decay_fraction=decay_fraction, optimizer_names=names)
     distribute.fit(  # model.fit, or the multi-worker loop (keras#20585)
         model,
