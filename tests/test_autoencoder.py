@@ -202,6 +202,16 @@ def test_noise_is_fresh_each_step():
 # ---------------------------------------------------------------------------
 
 
+def test_vae_logged_loss_is_the_beta_weighted_sum_of_the_terms_means():
+    vae = make_vae(beta=0.25)
+    for reconstruction, kl in ((0.5, 4.0), (1.5, 8.0)):
+        logs = vae._update_trackers({"loss": tf.constant(-100.0),
+                                     "reconstruction_loss": tf.constant(reconstruction),
+                                     "kl_loss": tf.constant(kl)})
+    assert float(logs["loss"]) == 1.0 + 0.25 * 6.0
+    assert vae.get_metrics_result()["loss"] == 1.0 + 0.25 * 6.0
+
+
 def test_vae_kl_matches_numpy_closed_form():
     rng = np.random.RandomState(0)
     mean = rng.normal(size=(5, 3)).astype("float32")

@@ -215,6 +215,24 @@ def test_gan_trains_under_mixed_float16_with_loss_scaling():
 # ---------------------------------------------------------------------------
 
 
+def test_logged_loss_is_the_sum_of_the_logged_terms_means():
+    """`loss` is d_loss + g_loss of the means, in the step logs and the epoch logs."""
+    gan = make_gan()
+    d_losses, g_losses = [1.25, 0.5, 2.0], [0.75, 0.125, 3.0]
+    for d_loss, g_loss in zip(d_losses, g_losses):
+        # A per-step "loss" unrelated to the terms: the log must not average it.
+        logs = gan._update_trackers({"loss": tf.constant(-100.0), "d_loss": tf.constant(d_loss),
+                                     "g_loss": tf.constant(g_loss)})
+    means = {name: np.float32(np.mean(values, dtype="float32"))
+             for name, values in (("d_loss", d_losses), ("g_loss", g_losses))}
+    assert float(logs["d_loss"]) == means["d_loss"]
+    assert float(logs["loss"]) == np.float32(means["d_loss"] + means["g_loss"])
+    # The epoch's logs (what History records) are read from the trackers after the step.
+    epoch_logs = gan.get_metrics_result()
+    assert epoch_logs["loss"] == float(means["d_loss"]) + float(means["g_loss"])
+    assert epoch_logs["g_loss"] == means["g_loss"]
+
+
 def test_wasserstein_losses_by_hand():
     real = np.array([[1.0], [3.0], [-2.0]], "float32")
     fake = np.array([[0.5], [-1.5], [4.0]], "float32")

@@ -459,6 +459,9 @@ class VAE(GenerativeTrainer):
         z_mean, _ = self.encode(images, training=training)
         return self.decode(z_mean, training=training)
 
+    def logged_loss(self, means):
+        return means["reconstruction_loss"] + self.beta * means["kl_loss"]
+
     def compute_losses(self, data, training=False):
         images = self._images_from(data)
         z_mean, z_log_var = self.encode(images, training=training)

@@ -422,6 +422,9 @@ class GAN(GenerativeTrainer):
             {"loss": d_losses["d_loss"] + g_loss, **d_losses, "g_loss": g_loss}
         )
 
+    def logged_loss(self, means):
+        return means["d_loss"] + means["g_loss"]
+
     def compute_losses(self, data, training=False):
         real = self._images_from(data)
         fake = self._fake_images(ops.shape(real)[0], training=training)
