@@ -15,7 +15,7 @@ from kerasvision.models.autoencoder import (
     build_conv_encoder,
     vae_kl_divergence,
 )
-from tests.helpers import assert_keras_file_round_trip, run_in_fresh_process
+from tests.helpers import assert_keras_file_round_trip
 
 SIZE = 16
 LATENT = 4
@@ -142,7 +142,7 @@ def test_data_of_the_wrong_shape_is_rejected_before_training():
 # Execution modes: graph (the default path), XLA, and eager where the mode is
 # not the point (tracing costs more than a tiny eager step). XLA and
 # MirroredStrategy are exercised separately (they cannot run together on
-# logical CPUs).
+# logical CPUs; tests/test_distribute.py runs the mirrored steps).
 @pytest.mark.parametrize(
     "mode, execution",
     [("plain", "graph"), ("denoising", "xla"), ("l1", "eager"), ("kl", "eager")],
@@ -302,43 +302,3 @@ def test_export_decoder_and_autoencoder(tmp_path):
     assert out.dtype == tf.uint8 and out.shape == pixels.shape
     expected = np.round((autoencoder(pixels / 127.5 - 1.0).numpy() + 1) * 127.5)
     assert np.abs(out.numpy().astype(int) - expected).max() <= 1
-
-
-# ---------------------------------------------------------------------------
-# MirroredStrategy over two logical CPUs
-# ---------------------------------------------------------------------------
-
-
-def test_mirrored_strategy_step_matches_single_device():
-    code = """
-        import numpy as np, tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import keras
-        from tests.test_autoencoder import images, make_autoencoder
-
-        data = tf.data.Dataset.from_tensor_slices(images(4)).batch(4)
-
-        def update(factory, strategy):
-            keras.utils.set_random_seed(0)  # same initial weights for both runs
-            with strategy.scope():
-                model = factory()
-                model.compile(optimizer=keras.optimizers.SGD(0.05))
-            before = [v.numpy() for v in model.trainable_variables]
-            logs = model.fit(data, epochs=1, verbose=0).history
-            return [v.numpy() - b for v, b in zip(model.trainable_variables, before)], logs
-
-        # Denoising with KL sparsity covers per-replica noise slices and the
-        # all-reduced batch statistic of the penalty (the VAE's reparameterisation
-        # draws use the same slicing as the input noise).
-        factory = lambda: make_autoencoder("kl", noise_stddev=0.2)
-        single, single_logs = update(factory, tf.distribute.get_strategy())
-        distributed, distributed_logs = update(factory, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-        for a, b in zip(single, distributed):
-            assert np.abs(a).max() > 0
-            np.testing.assert_allclose(a, b, atol=1e-5)
-        for key in single_logs:
-            np.testing.assert_allclose(single_logs[key], distributed_logs[key], rtol=1e-4)
-        print("ok")
-    """
-    assert run_in_fresh_process(code).strip().endswith("ok")

@@ -1,7 +1,9 @@
 """The speed benchmarks run with --smoke and write the JSON they promise; their shared helpers.
 
 No test asserts a speed: the machine may be shared. Each checks that the
-rows, keys and numbers are there, positive and finite.
+rows, keys and numbers are there, positive and finite. The smokes that take
+more than a couple of seconds are marked slow: CI runs them (`make test-slow`),
+and the default suite keeps the helpers' tests and the quick smokes.
 """
 
 import importlib.util
@@ -91,6 +93,7 @@ THROUGHPUT_KEYS = ("images_per_second", "step_ms", "first_call_s", "gflop_per_st
                    "pct_float32_peak", "pct_bfloat16_peak")
 
 
+@pytest.mark.slow  # about 5 s on 2 cores
 def test_train_throughput_smoke(tmp_path, capsys):
     output = tmp_path / "train.json"
     train_throughput.main(["--smoke", "--output", str(output)])
@@ -127,6 +130,7 @@ def test_train_throughput_smoke(tmp_path, capsys):
         "fcn8s_vgg16", "unet_resnet50", "dcgan", "wgan_gp", "diffusion"}
 
 
+@pytest.mark.slow  # about 3 s on 2 cores
 def test_train_scaling_smoke(tmp_path):
     output = tmp_path / "scaling.json"
     train_throughput.main(["--smoke", "--scaling", "--output", str(output)])
@@ -286,6 +290,7 @@ def test_train_scaling_smoke_of_the_segmenters(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 9 s on 2 cores
 def test_input_pipeline_smoke(tmp_path):
     output = tmp_path / "pipelines.json"
     input_pipeline.main(["--smoke", "--output", str(output)])
@@ -303,6 +308,7 @@ def test_input_pipeline_smoke(tmp_path):
     assert result["targets"][0]["threshold"] == input_pipeline.TARGET_RATIO
 
 
+@pytest.mark.slow  # about 15 s on 2 cores
 def test_serving_latency_smoke(tmp_path):
     output = tmp_path / "serving.json"
     serving_latency.main(["--smoke", "--output", str(output),
@@ -333,6 +339,7 @@ def test_serving_latency_smoke(tmp_path):
     assert [t["met"] is not None for t in result["targets"]] == [True, True]
 
 
+@pytest.mark.slow  # about 6 s on 2 cores
 def test_serving_latency_times_a_mixed_bfloat16_export(tmp_path):
     import keras
 
@@ -357,6 +364,7 @@ QUALITY_ROWS = ["real (held-out floor)", "GMM (diag, EM)", "VAE", "DCGAN", "WGAN
                 "DDIM (2 steps)", "DDPM (10 steps)"]
 
 
+@pytest.mark.slow  # about 25 s on 2 cores
 def test_generative_quality_smoke_scores_every_family_and_the_floor(tmp_path, capsys):
     from benchmarks import generative_quality
 
@@ -407,10 +415,8 @@ def test_generative_quality_smoke_defaults_yield_to_flags_and_leave_the_full_run
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("models", [
-    "yolov1",  # the default run: the same code path as every model, the fastest to trace
-    pytest.param("yolov8,yolov1", marks=pytest.mark.slow),
-])
+@pytest.mark.slow  # keras-cv's YOLOv8 graph traces slowly
+@pytest.mark.parametrize("models", ["yolov8,yolov1"])
 def test_detection_quality_smoke_trains_scores_and_times_every_detector(tmp_path, capsys, models):
     import keras
 
@@ -452,6 +458,7 @@ def _has_selective_search():
     return True
 
 
+@pytest.mark.slow  # about 10 s on 2 cores
 def test_detection_quality_smoke_reports_rcnns_proposal_recall_and_stage_times(tmp_path, capsys):
     from benchmarks import detection_quality
 
@@ -564,6 +571,7 @@ def test_torch_peer_smoke(tmp_path):
 
 
 # sample_quality_calibration.py
+@pytest.mark.slow  # about 5 s on 2 cores
 def test_sample_quality_calibration_smoke_and_its_blur_against_numpy(tmp_path, capsys):
     from benchmarks import sample_quality_calibration as calibration
 
@@ -626,11 +634,9 @@ def test_every_runnable_benchmark_has_a_smoke_mode_and_a_smoke_test():
         assert '"--smoke"' in source or "add_common_flags" in source, name
         for test in SMOKE_TESTS[name]:
             assert callable(globals().get(test)), test
-            # The default run (not `slow`) must include it.
-            assert all(mark.name != "slow"
-                       for mark in getattr(globals()[test], "pytestmark", [])), test
 
 
+@pytest.mark.slow  # about 9 s on 2 cores
 def test_amx_convolution_grid_smoke(tmp_path):
     from benchmarks import amx_convolution_grid
 
@@ -641,6 +647,7 @@ def test_amx_convolution_grid_smoke(tmp_path):
     assert load_json(output)["rows"] == rows
 
 
+@pytest.mark.slow  # about 20 s on 2 cores
 def test_classic_cnns_benchmark_smoke(tmp_path, capsys):
     import os
 
@@ -670,11 +677,8 @@ def test_classic_cnns_benchmark_smoke(tmp_path, capsys):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("models", [
-    "unet",  # the default run: the same code path as every model, among the fastest to trace
-    pytest.param("fcn32s,fcn16s,fcn8s,unet,unet_resnet50,deeplabv3plus,segnet",
-                 marks=pytest.mark.slow),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize("models", ["fcn32s,fcn16s,fcn8s,unet,unet_resnet50,deeplabv3plus,segnet"])
 def test_segmentation_quality_smoke_trains_scores_and_times_every_segmenter(tmp_path, capsys,
                                                                            models):
     import keras

@@ -136,8 +136,11 @@ MIRRORED_CODE = """
         return model
 
     def autoencoder():
-        model = Autoencoder(build_conv_encoder((32, 32, 3), 8, (4, 8)), build_conv_decoder(8, (32, 32, 3), (8, 4)),
-                            noise_stddev=0.1, seed=1)  # denoising: exercises the replica-sliced noise
+        # Denoising with a KL sparsity penalty: the replica-sliced noise and the
+        # penalty's batch statistic, all-reduced over the replicas.
+        model = Autoencoder(build_conv_encoder((32, 32, 3), 8, (4, 8), latent_activation="sigmoid"),
+                            build_conv_decoder(8, (32, 32, 3), (8, 4)), noise_stddev=0.1,
+                            sparsity="kl", sparsity_weight=0.1, sparsity_target=0.1, seed=1)
         model.compile(keras.optimizers.SGD(0.1), jit_compile=False)
         return model
 

@@ -63,6 +63,7 @@ def test_corrupt_bytes_fail_that_request_only(fcn_export):
     np.testing.assert_array_equal(out["image_sizes"].numpy(), [[40, 50]])
 
 
+@pytest.mark.slow  # about 10 s: two saved_model_cli processes
 def test_saved_model_cli_show_and_run(fcn_export, tmp_path):
     _, _, path, images, _ = fcn_export
     np.save(tmp_path / "images.npy", images[:2])

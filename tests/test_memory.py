@@ -11,6 +11,8 @@ the signatures) it may grow by at most `GROWTH_BOUND_MIB`.
 
 import json
 
+import pytest
+
 from tests.helpers import run_in_fresh_process
 
 GROWTH_BOUND_MIB = 32
@@ -70,6 +72,7 @@ print(json.dumps({"steps": steps, "training_mib": training_curve, "serving_mib":
 '''
 
 
+@pytest.mark.slow  # about 30 s on 2 cores: 240 steps and 500 requests
 def test_resident_memory_stays_flat_over_training_and_serving():
     result = json.loads(run_in_fresh_process(PROBE, timeout=600).strip().splitlines()[-1])
     assert result["steps"] >= 200

@@ -6,7 +6,8 @@ the chief's best weights must equal the single process's within 1e-5 and its
 export must answer the same. Then one worker is killed by SIGKILL in the
 middle of epoch 2; the other, waiting in a collective, is killed by the
 test; both are restarted with the same command, resume from their backups
-and must finish with the uninterrupted pair's weights (a slow test).
+and must finish with the uninterrupted pair's weights. Both are marked slow (CI runs
+them); the default suite covers MirroredStrategy in tests/test_distribute.py.
 """
 
 import os
@@ -109,6 +110,7 @@ def uninterrupted_pair(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # about 20 s on 2 cores: two cluster runs
 def test_two_workers_train_what_one_process_trains(single_process, uninterrupted_pair):
     single = read_history(single_process / "run" / "history.csv")
     pair = read_history(uninterrupted_pair / "run" / "history.csv")
