@@ -295,10 +295,10 @@ class GenerativeTrainer(keras.Model):
         A trainer whose `loss` is a weighted sum of tracked terms returns the
         same sum of the terms' means: equal to the mean of the per-step sums
         up to rounding, and a fixed function of the logged terms. The mean of
-        the in-graph per-step sums is not: in 4 of 20 identical
-        `--deterministic` DCGAN runs on a loaded 2-core CPU, one epoch's
-        `loss` came out one float32 ulp away from the others while `d_loss`,
-        `g_loss` and every weight matched to the bit.
+        the in-graph per-step sums is not: in 4 of 20 resume tests of
+        `dcgan.py --deterministic` on a loaded 2-core CPU, one epoch's `loss`
+        came out one float32 ulp away between the runs compared while
+        `d_loss` and `g_loss` matched to the bit (docs/known_issues.md).
 
         Called on the running means inside a step (the progress bar) and on
         the epoch's means (`get_metrics_result`, what `History` records).
